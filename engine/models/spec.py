@@ -94,7 +94,7 @@ def check_gguf_file(path: Path) -> None:
         reader = GGUFReader(str(path))
         end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
     except Exception as exc:  # the reader raises many kinds of error on junk
-        raise ModelFileError(f"{path.name} is a damaged GGUF file: {exc}", kind="model_invalid") from None
+        raise ModelFileError(f"{path.name} is a damaged or truncated GGUF file ({exc})", kind="model_invalid") from None
     if end > size:
         raise ModelFileError(
             f"{path.name} is truncated: its tensors need {end} bytes but the file has {size}.")

@@ -1,0 +1,58 @@
+"""The engine's chat commands: load a model, generate a reply, list models."""
+
+from __future__ import annotations
+
+from engine.errors import BadRequest
+from engine.jobs import JobState
+from engine.models.base import Sampling, build_messages
+from engine.models.spec import ModelSpec, bundled_gguf_path
+from engine.protocol import Message
+from engine.server import Engine, command
+
+
+@command("load")
+def load(engine: Engine, msg: Message, state: JobState) -> dict:
+    """Check and load a pane's model (and adapter) before the first prompt."""
+    spec = ModelSpec.from_dict(msg.content.get("model"))
+    state.progress(0, 1, "loading model", force=True)
+    model, adapter = engine.models.get(spec)
+    state.progress(1, 1, "loaded", force=True)
+    return {"info": model.info(), "adapter": adapter}
+
+
+@command("generate")
+def generate(engine: Engine, msg: Message, state: JobState) -> dict:
+    """Stream one reply; with ``persist`` the reply row is written with its provenance."""
+    content = msg.content
+    spec = ModelSpec.from_dict(content.get("model"))
+    sampling = Sampling.from_dict(content.get("sampling"))
+    messages = build_messages(content.get("messages"), sampling.system_prompt)
+    persist = content.get("persist")
+    if persist is not None and (not isinstance(persist, dict) or not persist.get("turn_id")):
+        raise BadRequest("persist needs turn_id, slot and side")
+    model, adapter = engine.models.get(spec)
+    info = model.info()
+    result = model.generate(messages, sampling, adapter, state.token, state.cancelled)
+    stats = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+             "ttft_ms": round(result.ttft_s * 1000, 1), "tok_s": round(result.tok_s, 2),
+             "total_ms": round(result.total_s * 1000, 1), **result.extra}
+    reply_id = None
+    if persist:
+        reply_id = engine.store.add_reply(
+            persist["turn_id"], str(persist.get("slot", "a")), str(persist.get("side", "left")),
+            result.text, result.finish_reason, spec.to_dict(), info, sampling.to_dict(), stats,
+            status="cancelled" if result.finish_reason == "cancelled" else "done")
+    return {"text": result.text, "finish_reason": result.finish_reason, "reply_id": reply_id,
+            "stats": stats, "model": info}
+
+
+@command("models")
+def models(engine: Engine, msg: Message, state: JobState) -> dict:
+    try:
+        bundled = str(bundled_gguf_path())
+    except BadRequest:
+        bundled = None
+    except Exception as exc:
+        bundled = None
+        state.log(f"bundled model not found: {exc}", "warning")
+    return {"bundled": bundled, "loaded": engine.models.loaded()}

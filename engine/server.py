@@ -1,0 +1,221 @@
+"""The engine's read loop: one JSON line in, events out, nothing kills it.
+
+The reader handles control (hello, ping, cancel, shutdown) at once and hands
+every other command to a worker thread, so cancel never waits behind work.
+Protocol (v1), command types and their content:
+
+- ``hello`` {} -> result {protocol, engine_version, capabilities, pid}
+- ``ping`` {} -> result {}
+- ``cancel`` {target: id} -> result {found}; the target stops at its next step
+- ``shutdown`` {} -> result {}; then the engine exits
+- ``load`` {model: {source, adapter, backend}} -> result {info}
+- ``generate`` {model, messages: [{role, content}], sampling: {temperature,
+  top_p, max_tokens, seed, system_prompt}, persist?: {turn_id, slot, side}}
+  -> token {text}* then result {text, finish_reason, reply_id, stats, model}
+- ``models`` {} -> result {bundled, loaded}
+Every event carries the command's id as ``parent``; failures are ``error``
+events {kind, message, detail}.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, Callable
+
+from engine import __version__
+from engine.errors import EngineError
+from engine.jobs import JobState
+from engine.protocol import PROTOCOL_VERSION, Message, ProtocolError, decode, error_content
+
+Handler = Callable[["Engine", Message, JobState], dict]
+COMMANDS: dict[str, Handler] = {}
+CONTROL = ("hello", "ping", "cancel", "shutdown")
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    """Register a worker-thread command handler under a message type."""
+
+    def wrap(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+
+    return wrap
+
+
+class Engine:
+    """Serves one client over a pair of byte streams."""
+
+    def __init__(self, out: BinaryIO, store_path: str | None = None, max_workers: int = 8):
+        self._out = out
+        self._out_lock = threading.Lock()
+        self._jobs: dict[str, JobState] = {}
+        self._jobs_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="job")
+        self._store_path = store_path
+        self._store = None
+        self._models = None
+        self._state_lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    # -- lazily built services (keep start-up instant) -------------------------
+    @property
+    def store(self):
+        with self._state_lock:
+            if self._store is None:
+                from engine.store import Store
+
+                self._store = Store(self._store_path)
+            return self._store
+
+    @property
+    def models(self):
+        with self._state_lock:
+            if self._models is None:
+                from engine.models.pool import ModelPool
+
+                self._models = ModelPool()
+            return self._models
+
+    # -- output ---------------------------------------------------------------
+    def emit(self, type_: str, content: dict, parent: str | None = None) -> None:
+        data = Message(type=type_, content=content, parent=parent).encode()
+        with self._out_lock:
+            try:
+                self._out.write(data)
+                self._out.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                self.stopping.set()  # the client is gone
+
+    def error(self, parent: str | None, kind: str, message: str, detail: str = "") -> None:
+        self.emit("error", error_content(kind, message, detail), parent)
+
+    # -- input ----------------------------------------------------------------
+    def handle_line(self, line: bytes) -> None:
+        """Never raises: every failure becomes an error event."""
+        try:
+            msg = decode(line)
+        except ProtocolError as exc:
+            self.error(exc.msg_id, exc.kind, exc.message)
+            return
+        except Exception as exc:  # decode is pure; this is a bug, still no crash
+            self.error(None, "internal", f"could not read message: {exc}")
+            return
+        try:
+            if msg.type in CONTROL:
+                self._control(msg)
+            elif msg.type in COMMANDS:
+                self._submit(msg)
+            else:
+                self.error(msg.id, "unknown_type", f"unknown message type {msg.type!r}")
+        except Exception as exc:
+            self.error(msg.id, "internal", str(exc), traceback.format_exc())
+
+    def _control(self, msg: Message) -> None:
+        if msg.type == "hello":
+            self.emit("result", {"protocol": PROTOCOL_VERSION, "engine_version": __version__,
+                                 "capabilities": sorted(COMMANDS) + list(CONTROL),
+                                 "pid": os.getpid()}, msg.id)
+        elif msg.type == "ping":
+            self.emit("result", {}, msg.id)
+        elif msg.type == "cancel":
+            target = msg.content.get("target")
+            if not isinstance(target, str):
+                self.error(msg.id, "bad_request", "cancel needs content.target (a command id)")
+                return
+            with self._jobs_lock:
+                job = self._jobs.get(target)
+            if job:
+                job.cancel()
+            self.emit("result", {"found": job is not None}, msg.id)
+        elif msg.type == "shutdown":
+            with self._jobs_lock:
+                for job in self._jobs.values():
+                    job.cancel()
+            self.emit("result", {}, msg.id)
+            self.stopping.set()
+
+    def _submit(self, msg: Message) -> None:
+        state = JobState(lambda t, c: self.emit(t, c, msg.id))
+        with self._jobs_lock:
+            self._jobs[msg.id] = state
+        self._pool.submit(self._run, msg, state)
+
+    def _run(self, msg: Message, state: JobState) -> None:
+        try:
+            result = COMMANDS[msg.type](self, msg, state)
+            self.emit("result", result or {}, msg.id)
+        except EngineError as exc:
+            self.emit("error", exc.as_content(), msg.id)
+        except MemoryError:
+            self.error(msg.id, "out_of_memory", "The engine ran out of memory for this command.")
+        except Exception as exc:
+            self.error(msg.id, "internal", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        finally:
+            with self._jobs_lock:
+                self._jobs.pop(msg.id, None)
+
+    def active_jobs(self) -> list[str]:
+        with self._jobs_lock:
+            return list(self._jobs)
+
+    def close(self) -> None:
+        with self._jobs_lock:
+            for job in self._jobs.values():
+                job.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._models is not None:
+            self._models.close()
+        if self._store is not None:
+            self._store.close()
+
+
+def read_lines(stream: BinaryIO, max_bytes: int):
+    """Yield lines; a line longer than max_bytes is yielded cut short (the
+    decoder then refuses it) while the rest of it is skipped, in bounded memory."""
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while True:  # drain the rest of the over-long line
+                rest = stream.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        yield line
+
+
+def take_protocol_channel() -> BinaryIO:
+    """Keep the real stdout for the protocol and point fd 1 at stderr, so
+    prints from Python or native libraries can never corrupt a message."""
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(proto_fd, "wb", buffering=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine import commands  # noqa: F401  (registers the command handlers)
+    from engine.protocol import MAX_LINE_BYTES
+
+    out = take_protocol_channel()
+    engine = Engine(out, store_path=os.environ.get("HAL_STUDIO_DB"))
+    print(f"hal engine {__version__} ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    reader_done = threading.Event()
+
+    def reader() -> None:
+        for line in read_lines(sys.stdin.buffer, MAX_LINE_BYTES):
+            engine.handle_line(line)
+            if engine.stopping.is_set():
+                break
+        reader_done.set()
+        engine.stopping.set()
+
+    threading.Thread(target=reader, name="reader", daemon=True).start()
+    engine.stopping.wait()
+    engine.close()
+    sys.stderr.flush()
+    os._exit(0)  # native threads (llama.cpp, torch) must not hold the exit
