@@ -18,7 +18,7 @@ import sqlite_utils
 
 from engine import paths
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERDICTS = ("certainly_left", "likely_left", "tie", "likely_right", "certainly_right", "both_bad")
 
 
@@ -65,7 +65,33 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db["ratings"].create_index(["turn_id"], if_not_exists=True)
 
 
-MIGRATIONS = {1: _migrate_1}
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """Scores next to replies; training rounds, preference pairs and adapters."""
+    db["scores"].create({
+        "id": str, "reply_id": str, "judge": str, "questionnaire": str, "weights": str,
+        "score": float, "probability": float, "traits": str, "created_at": str,
+    }, pk="id", if_not_exists=True)
+    db["rounds"].create({
+        "id": str, "kind": str, "status": str, "config": str, "lineage": str, "metrics": str,
+        "verdict": str, "error": str, "checkpoint_dir": str, "adapter_id": str,
+        "parent_adapter_id": str, "created_at": str, "finished_at": str,
+    }, pk="id", if_not_exists=True)
+    db["pairs"].create({
+        "id": str, "pair_set": str, "round_id": str, "prompt": str, "chosen": str,
+        "rejected": str, "chosen_score": float, "rejected_score": float, "source": str,
+        "rating_id": str, "judge": str, "questionnaire": str, "weights": str, "weight": float,
+        "created_at": str,
+    }, pk="id", if_not_exists=True)
+    db["adapters"].create({
+        "id": str, "name": str, "base_model": str, "peft_path": str, "gguf_path": str,
+        "round_id": str, "usable": int, "lineage": str, "created_at": str,
+    }, pk="id", if_not_exists=True)
+    db["scores"].create_index(["reply_id"], if_not_exists=True)
+    db["pairs"].create_index(["pair_set"], if_not_exists=True)
+
+
+# Append-only: a new feature adds _migrate_N with the next free N.
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2}
 
 
 class Store:
