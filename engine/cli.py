@@ -89,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_chat.register(bench)
     for name in ("engine.scoring.cli", "engine.training.cli", "engine.results.cli"):
-        if importlib.util.find_spec(name) is None:  # a feature not built yet
+        try:
+            if importlib.util.find_spec(name) is None:  # a feature not built yet
+                continue
+        except ModuleNotFoundError:
             continue
         module = importlib.import_module(name)
         module.register(sub)
