@@ -18,7 +18,7 @@ import sqlite_utils
 
 from engine import paths
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERDICTS = ("certainly_left", "likely_left", "tie", "likely_right", "certainly_right", "both_bad")
 
 
@@ -90,8 +90,24 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     db["pairs"].create_index(["pair_set"], if_not_exists=True)
 
 
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """Results: blind side-swapped repeats of rated pairs (rater consistency),
+    the prompt set a turn came from, and where imported ratings came from."""
+    db["repeat_ratings"].create({
+        "id": str, "original_rating_id": str, "turn_id": str, "left_reply_id": str,
+        "right_reply_id": str, "verdict": str, "note": str, "blind": int, "created_at": str,
+    }, pk="id", if_not_exists=True)  # no FK to ratings: a deleted original keeps its repeats
+    db["repeat_ratings"].create_index(["original_rating_id"], if_not_exists=True)
+    if "prompt_set" not in db["turns"].columns_dict:
+        db.execute("ALTER TABLE turns ADD COLUMN prompt_set TEXT")
+    db["rating_origins"].create({
+        "rating_id": str, "source": str, "source_key": str, "rater": str, "line": int,
+        "imported_at": str,
+    }, pk="rating_id", if_not_exists=True)
+
+
 # Append-only: a new feature adds _migrate_N with the next free N.
-MIGRATIONS = {1: _migrate_1, 2: _migrate_2}
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3}
 
 
 class Store:
