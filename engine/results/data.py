@@ -1,0 +1,189 @@
+"""Ratings read from the store as flat votes, with filters and identity leaks.
+
+Every statistic works on :class:`Vote` rows so that each figure can name the
+rating ids behind it, and so that tests can build votes by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+# The paper's human-study scoring of the 5-point scale, from the left reply's side.
+LEFT_SCORE = {"certainly_left": 1.0, "likely_left": 0.75, "tie": 0.5,
+              "likely_right": 0.25, "certainly_right": 0.0}
+DECISIVE_LEFT = ("certainly_left", "likely_left")
+DECISIVE_RIGHT = ("likely_right", "certainly_right")
+
+# Words that give a reply's maker away; model names of both sides are added per vote.
+DEFAULT_LEAK_TOKENS = ("SmolLM", "Qwen", "Llama", "Mistral", "Gemma", "Phi-3", "GPT",
+                       "ChatGPT", "Claude", "Hugging Face", "HuggingFace",
+                       "as an AI language model", "as an AI model", "I am an AI")
+
+_GENERIC_NAME_WORDS = {"instruct", "chat", "base", "model", "small", "large", "tiny", "mini",
+                       "gguf", "lora", "adapter", "aligned", "human", "bundled"}
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One rating, flattened: who was on which side, what was said, the verdict."""
+
+    rating_id: str
+    verdict: str
+    left_model: str
+    right_model: str
+    blind: bool = True
+    created_at: str = ""
+    turn_id: str = ""
+    left_reply_id: str = ""
+    right_reply_id: str = ""
+    left_text: str = ""
+    right_text: str = ""
+    prompt: str = ""
+    prompt_set: str = ""
+    note: str = ""
+    leak: str = ""  # what gave a model away, "" when nothing did
+
+    @property
+    def left_score(self) -> float | None:
+        """1 / 0.75 / 0.5 / 0.25 / 0 for the left reply; None for "both bad"."""
+        return LEFT_SCORE.get(self.verdict)
+
+    @property
+    def blind_clean(self) -> bool:
+        """Blind and no reply named a model: fit for blind statistics."""
+        return self.blind and not self.leak
+
+    def score_for(self, model: str) -> float | None:
+        """The vote's score from ``model``'s side (None for both bad)."""
+        s = self.left_score
+        if s is None:
+            return None
+        return s if model == self.left_model else 1.0 - s
+
+
+@dataclass
+class Filters:
+    """Which ratings a figure is computed on. Empty fields do not filter."""
+
+    since: str | None = None       # ISO date or time, inclusive
+    until: str | None = None       # ISO date or time, inclusive (a date covers the whole day)
+    models: tuple[str, ...] = ()   # keep votes where a side's identity contains any of these
+    blind: bool | None = None      # True: blind without leaks; False: everything else
+    prompt_set: str | None = None
+    pair: tuple[str, str] | None = None  # exactly this pairing, either side
+
+    def keep(self, v: Vote) -> bool:
+        if self.since and v.created_at[:len(self.since)] < self.since:
+            return False
+        if self.until and v.created_at[:len(self.until)] > self.until:
+            return False
+        if self.models:
+            sides = (v.left_model.lower(), v.right_model.lower())
+            if not any(m.lower() in s for m in self.models for s in sides):
+                return False
+        if self.blind is not None and v.blind_clean != self.blind:
+            return False
+        if self.prompt_set is not None and v.prompt_set != self.prompt_set:
+            return False
+        if self.pair and {v.left_model, v.right_model} != set(self.pair):
+            return False
+        return True
+
+    def describe(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, ())}
+
+
+@dataclass
+class LeakConfig:
+    """What counts as a reply naming its maker (matched case-insensitively, whole words)."""
+
+    tokens: tuple[str, ...] = DEFAULT_LEAK_TOKENS
+    model_names: bool = True  # also the words of either side's model name (4+ letters)
+
+    def find(self, text: str, names: tuple[str, ...] = ()) -> str:
+        """The first giveaway found in ``text`` ("" if none). Listed tokens match
+        as word starts ("SmolLM" finds "SmolLM2"); words of model names match whole."""
+        text = text or ""
+        for word in self.tokens:
+            if re.search(rf"(?<![A-Za-z0-9]){re.escape(word)}", text, re.IGNORECASE):
+                return word
+        if self.model_names:
+            for name in names:
+                for word in re.split(r"[^A-Za-z0-9]+", name):
+                    if (len(word) >= 4 and not word.isdigit()
+                            and word.lower() not in _GENERIC_NAME_WORDS
+                            and re.search(rf"(?<![A-Za-z0-9]){re.escape(word)}(?![A-Za-z0-9])",
+                                          text, re.IGNORECASE)):
+                        return word
+        return ""
+
+
+def identity(model_name: str | None, adapter: str | None, model_spec: str | dict | None = None) -> str:
+    """A model as the researcher knows it: its name, plus the adapter's name if any."""
+    name = (model_name or "").strip()
+    if not name and model_spec:
+        spec = json.loads(model_spec) if isinstance(model_spec, str) else model_spec
+        name = PurePath(str(spec.get("source") or "")).name
+    adapter = (adapter or "").strip()
+    if adapter:
+        adapter = PurePath(adapter.rstrip("/\\")).name or adapter
+        return f"{name or '?'} + {adapter}"
+    return name or "?"
+
+
+@dataclass
+class Loaded:
+    """Votes that passed the filters, plus the ratings that could not be read."""
+
+    votes: list[Vote]
+    problems: list[dict] = field(default_factory=list)
+
+
+_SQL = """
+SELECT r.id, r.turn_id, r.verdict, r.note, r.blind, r.created_at,
+       r.left_reply_id, r.right_reply_id, t.prompt, t.prompt_set, t.id AS turn_found,
+       lr.id AS l_id, lr.model_name AS l_name, lr.adapter AS l_adapter, lr.model_spec AS l_spec,
+       lr.text AS l_text,
+       rr.id AS r_id, rr.model_name AS r_name, rr.adapter AS r_adapter, rr.model_spec AS r_spec,
+       rr.text AS r_text
+FROM ratings r
+LEFT JOIN turns t ON t.id = r.turn_id
+LEFT JOIN replies lr ON lr.id = r.left_reply_id
+LEFT JOIN replies rr ON rr.id = r.right_reply_id
+ORDER BY r.created_at, r.rowid
+"""
+
+
+def load_votes(store, filters: Filters | None = None, leaks: LeakConfig | None = None) -> Loaded:
+    """Read every rating as a :class:`Vote` (rating-time order), leak-checked and filtered."""
+    filters = filters or Filters()
+    leaks = leaks or LeakConfig()
+    votes, problems = [], []
+    for row in store.db.execute(_SQL).fetchall():
+        (rid, turn_id, verdict, note, blind, created, lid, rid2, prompt, pset, turn_found,
+         l_id, l_name, l_adapter, l_spec, l_text, r_id, r_name, r_adapter, r_spec, r_text) = row
+        if not l_id or not r_id:
+            problems.append({"rating_id": rid, "reason": "refers to a reply that is not in the store"})
+            continue
+        if verdict not in LEFT_SCORE and verdict != "both_bad":
+            problems.append({"rating_id": rid, "reason": f"unknown verdict {verdict!r}"})
+            continue
+        left, right = identity(l_name, l_adapter, l_spec), identity(r_name, r_adapter, r_spec)
+        names = tuple(n for n in (l_name, r_name) if n)
+        leak = ""
+        for side, text in (("left", l_text), ("right", r_text)):
+            hit = leaks.find(text or "", names)
+            if hit:
+                leak = f"{side} reply says {hit!r}"
+                break
+        vote = Vote(rating_id=rid, verdict=verdict, left_model=left, right_model=right,
+                    blind=bool(blind), created_at=created or "", turn_id=turn_id or "",
+                    left_reply_id=lid, right_reply_id=rid2, left_text=l_text or "",
+                    right_text=r_text or "", prompt=prompt or "", prompt_set=pset or "",
+                    note=note or "", leak=leak)
+        if filters.keep(vote):
+            votes.append(vote)
+    return Loaded(votes, problems)
