@@ -1,0 +1,40 @@
+"""The banner shown when the engine has died: what happened, and a restart."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+
+
+class CrashBanner(QFrame):
+    """Hidden until the engine crashes; says plainly that nothing saved is lost."""
+
+    sig_restart_requested = Signal()
+    """The researcher asked for a fresh engine."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("crashBanner")
+        self.message = QLabel()
+        self.message.setObjectName("crashMessage")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.restart_button = QPushButton("Restart engine")
+        self.restart_button.setObjectName("restartButton")
+        self.restart_button.clicked.connect(self.sig_restart_requested)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(14, 8, 10, 8)
+        layout.addWidget(self.message, 1)
+        layout.addWidget(self.restart_button)
+        self.hide()
+
+    def show_crash(self, reason: str, tail: str = "") -> None:
+        """Show ``reason`` (e.g. 'The engine stopped (signal 9).')."""
+        self.message.setText(f"<b>{_esc(reason)}</b> Everything saved is kept; replies that "
+                             "were streaming are marked interrupted.")
+        self.message.setToolTip(tail or reason)
+        self.show()
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
