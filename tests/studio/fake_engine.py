@@ -55,7 +55,8 @@ def generate(msg: dict) -> None:
         return
     n_assistant = sum(1 for m in messages if m["role"] == "assistant")
     words = f"{model_name(spec)} answers ({n_assistant} before): {prompt}".split(" ")
-    words += ["more"] * max(0, min(int(sampling.get("max_tokens", 256)), 40) - len(words))
+    limit = max(1, min(int(sampling.get("max_tokens", 256)), 40))
+    words = (words + ["more"] * limit)[:limit]
     cancel = CANCELS.setdefault(msg["id"], threading.Event())
     start = time.monotonic()
     text, finish = "", "stop"

@@ -164,6 +164,7 @@ def test_engine_crash_keeps_everything_and_restarts(qtbot, make_window, store):
     qtbot.mouseClick(window.banner.restart_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.client.state == "ready", timeout=15000)
     assert not window.banner.isVisible()
+    window.sampling.max_tokens.setValue(3)
     qtbot.mouseClick(window.panes["left"].regen_button, Qt.MouseButton.LeftButton)
     turn = wait_turn_done(qtbot, window, timeout=30000)
     assert turn.reply_on("left").status == "done"

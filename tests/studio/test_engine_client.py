@@ -105,7 +105,7 @@ def test_kill_9_crashes_fails_in_flight_then_restart_works(qtbot, started):
     assert rec.errors[late]["kind"] == "engine_not_running"
     client.restart()
     qtbot.waitUntil(lambda: client.state == "ready", timeout=15000)
-    again = generate(client)
+    again = generate(client, max_tokens=3)
     qtbot.waitUntil(lambda: again in rec.results, timeout=10000)
     assert rec.results[again]["finish_reason"] == "stop"
 
