@@ -19,7 +19,7 @@ PROMPTS = ["how was your weekend?", "any plans tonight?", "what's your favourite
 
 def add_rating(store, left: str, right: str, verdict: str, blind: bool = True,
                left_text: str = "hey!", right_text: str = "Hello. How can I help?",
-               prompt: str = "hi", prompt_set: str | None = None) -> str:
+               prompt: str = "hi", prompt_set: str | None = None, note: str = "") -> str:
     """One turn, two replies (model keys or free names) and a rating; returns the rating id."""
     def spec(key):
         name, adapter = MODELS.get(key, (key, ""))
@@ -32,7 +32,7 @@ def add_rating(store, left: str, right: str, verdict: str, blind: bool = True,
         store.db.execute("UPDATE turns SET prompt_set=? WHERE id=?", [prompt_set, turn])
     a = store.add_reply(turn, "a", "left", left_text, "stop", sl, il, {"seed": 0}, {})
     b = store.add_reply(turn, "b", "right", right_text, "stop", sr, ir, {"seed": 0}, {})
-    return store.rate(turn, a, b, verdict, blind=blind, a_side="left")
+    return store.rate(turn, a, b, verdict, note=note, blind=blind, a_side="left")
 
 
 def _verdict(rng: random.Random, diff: float, left_bias: float) -> str:
