@@ -1,0 +1,246 @@
+"""The DPO round: sample and score pairs from the policy, train a LoRA with
+TRL's DPOTrainer (reference = the adapter switched off), write the adapter,
+judge it on held-out prompts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+
+from engine.store import Store
+from engine.training import pairs as P
+from engine.training import policy, prompts as prompt_sets
+from engine.training.config import ConfigError, LoraSettings, from_dict, opt, to_dict, validate
+from engine.training.rounds import (RoundRecord, check_disk, exclusive, get_adapter, get_round,
+                                    sweep_temp_adapters, write_adapter)
+from engine.training.runner import TrainSettings
+
+KIND = "dpo"
+
+
+@dataclass
+class PairSettings:
+    """How the policy's replies become pairs."""
+
+    prompts: str = opt("bundled", "prompt set: 'bundled' or a JSONL file (only its train split is used)")
+    n_prompts: int = opt(0, "training prompts to sample from (0 = all)", 0, 1_000_000)
+    k: int = opt(4, "replies sampled per prompt", 2, 32)
+    margin: float | None = opt(None, "absolute score gap a pair needs (empty = margin_std x std)", 0.0, 1e6)
+    margin_std: float = opt(0.5, "the gap in standard deviations of all scores (the paper: 0.5)", 0.0, 10.0)
+    max_pairs_per_prompt: int = opt(0, "keep at most this many pairs per prompt, widest gaps first (0 = all)",
+                                    0, 1000)
+    judge: str = opt("auto", "judge for the score: auto (lexical if installed), lexical, distilled, surface")
+    weights: str = opt("hal16_published", "trait weights (id or id@version)")
+    use_ratings: bool = opt(True, "add the researcher's decisive ratings as pairs")
+    likely_weight: float = opt(0.5, "weight of a 'likely' verdict", 0.0, 10.0)
+    certainly_weight: float = opt(1.0, "weight of a 'certainly' verdict", 0.0, 10.0)
+    rating_repeat: int = opt(2, "a rating pair is repeated round(weight x this) times", 1, 100)
+    pair_set: str = opt("", "train on a stored pair set instead of sampling new pairs")
+    sampler: str = opt("auto", "what samples replies", choices=("auto", "llamacpp", "transformers"))
+    sample_temperature: float = opt(0.9, "sampling temperature for pair replies", 0.0, 5.0)
+    sample_top_p: float = opt(0.95, "nucleus sampling for pair replies", 0.01, 1.0)
+    sample_max_tokens: int = opt(48, "longest sampled reply in tokens", 4, 4096)
+
+
+@dataclass
+class VerdictSettings:
+    verdict: bool = opt(True, "judge the new adapter against the base on held-out prompts")
+    verdict_prompts: int = opt(0, "held-out prompts used (0 = all)", 0, 1_000_000)
+    verdict_seeds: int = opt(1, "replies per held-out prompt and model (same seeds for both)", 1, 64)
+    canary: bool = opt(True, "measure drift: perplexity of held-out human-like chat vs the base")
+
+
+@dataclass
+class DPORoundConfig(PairSettings, TrainSettings, LoraSettings, VerdictSettings):
+    """A DPO round (defaults follow the paper: LoRA r16/a32/dropout 0.1, beta 0.1)."""
+
+    model: str = opt("bundled", "base model: 'bundled', a .gguf file or a model folder")
+    base_gguf: str = opt("", "the base as GGUF, for the GGUF LoRA twin when model is a folder")
+    continue_adapter: str = opt("", "adapter id to continue training (empty = a new LoRA on the base)")
+    beta: float = opt(0.1, "DPO beta: how far the policy may move from the reference", 1e-4, 10.0)
+    loss_type: str = opt("sigmoid", "TRL DPO loss", choices=("sigmoid", "ipo", "hinge", "robust"))
+    min_pairs: int = opt(4, "refuse to train on fewer pairs than this", 1, 1_000_000)
+    resume: str = opt("", "id of a cancelled or failed round to resume from its last checkpoint")
+
+    def check(self) -> None:
+        if self.lora_alpha <= 0:
+            raise ConfigError("lora_alpha must be above 0")
+        if not self.lora_targets:
+            raise ConfigError("lora_targets must name at least one module")
+
+
+PRESETS = {
+    "smoke": dict(n_prompts=4, k=2, margin=0.0, max_steps=2, batch_size=2, sample_max_tokens=12,
+                  max_length=96, verdict_prompts=2, save_steps=1, lora_r=4, lora_alpha=8.0,
+                  min_pairs=1, sampler="transformers"),
+    "default": dict(n_prompts=64, k=4, max_pairs_per_prompt=2, max_steps=30, batch_size=4,
+                    learning_rate=2e-4, sample_max_tokens=40, max_length=160, save_steps=10,
+                    verdict_prompts=0, verdict_seeds=1),
+}
+
+
+def make_config(preset: str = "default", overrides: dict | None = None) -> DPORoundConfig:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+    base = dataclasses.replace(DPORoundConfig(), **PRESETS[preset])
+    return from_dict(DPORoundConfig, overrides, base)
+
+
+def run(config: DPORoundConfig, state, store: Store | None = None) -> dict:
+    """The job. Returns {round_id, adapter, seconds, steps, metrics, verdict}."""
+    validate(config)
+    store = store or Store()
+    with exclusive("DPO round"):
+        sweep_temp_adapters()
+        if config.resume:
+            row = get_round(store, config.resume)
+            config = from_dict(DPORoundConfig, {**row["config"], "resume": config.resume})
+        parent = get_adapter(store, config.continue_adapter) if config.continue_adapter else None
+        base = policy.resolve(config.model, config.base_gguf)
+        pset = prompt_sets.load(config.prompts)
+        train_prompts = pset.split("train")[: config.n_prompts or None]
+        heldout = pset.split("heldout")[: config.verdict_prompts or None]
+        if not config.pair_set and not config.resume:
+            prompt_sets.require(train_prompts, 2, "training split")
+        if config.verdict:
+            prompt_sets.require(heldout, 2, "held-out split")
+        record = RoundRecord(store, KIND, to_dict(config), parent and parent["id"], config.resume or None)
+        check_disk(record.folder.parent, 300)
+        try:
+            return _run(config, state, store, record, base, parent, train_prompts, heldout)
+        except BaseException as exc:
+            record.fail_from(exc)
+            raise
+
+
+def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dict:
+    from engine.training.callbacks import JobCallback
+    from engine.training.reward import load_reward
+    from engine.training.runner import summary_metrics, train
+    from engine.training.sampling import SampleSettings
+    from engine.training.verdict import canary_perplexity, run_verdict
+
+    t0 = time.perf_counter()
+    units = 100.0
+    policy.set_threads(cfg.threads)
+    state.progress(0, units, "loading the base model", force=True)
+    model, tok = policy.load(base)
+    import torch
+    torch.manual_seed(cfg.seed)  # the LoRA's initial weights
+    if parent:
+        model = policy.with_adapter(model, parent["peft_path"], cfg)
+    reward = load_reward(cfg.judge, cfg.weights)
+    sampler = None
+    try:
+        # 1. pairs (reused on resume)
+        if record.lineage.get("pair_set"):
+            pair_set = record.lineage["pair_set"]
+            pairs = P.load(store, pair_set)
+        elif cfg.pair_set:
+            pair_set, pairs = cfg.pair_set, P.load(store, cfg.pair_set)
+            record.set_lineage(P.lineage(pair_set, pairs, reward, {"reused": True}))
+        else:
+            sampler = policy.pick_sampler(cfg.sampler, base, model, tok, cfg.threads)
+            adapter = None
+            if parent:
+                adapter = parent.get("gguf_path") if sampler.name == "llamacpp" else "default"
+            settings = SampleSettings(cfg.sample_temperature, cfg.sample_top_p, cfg.sample_max_tokens)
+            pool = P.sample_and_score(train_prompts, sampler, reward, cfg.k, adapter, settings, cfg.seed,
+                                      state.cancelled,
+                                      lambda d, t: state.progress(30.0 * d / t, units, f"sampling {d}/{t}"))
+            if state.cancelled():
+                record.finish("cancelled", "cancelled while building pairs")
+                return {"round_id": record.id, "cancelled": True}
+            scores = pool.all_scores()
+            margin = P.margin_of(scores, cfg.margin, cfg.margin_std)
+            pairs = P.pairs_from_pool(train_prompts, pool, margin, cfg.max_pairs_per_prompt)
+            if cfg.use_ratings:
+                pairs += P.rating_pairs(store, cfg.likely_weight, cfg.certainly_weight)
+            pair_set = P.save(store, pairs, record.id, reward)
+            import statistics
+            record.set_lineage(P.lineage(pair_set, pairs, reward, {
+                "prompt_set": cfg.prompts, "margin": margin, "score_mean": statistics.fmean(scores),
+                "score_std": statistics.pstdev(scores), "n_replies": len(scores),
+                "sampler": sampler.name}))
+        if len(pairs) < cfg.min_pairs:
+            from engine.errors import EngineError
+            raise EngineError(
+                f"Only {len(pairs)} pair(s) cleared the margin (min_pairs={cfg.min_pairs}). Lower the "
+                "margin (margin or margin_std), sample more replies (k) or use more prompts.",
+                kind="no_pairs")
+        if sampler is not None and sampler.name == "llamacpp":
+            policy.close(sampler)
+            sampler = None
+        # 2. DPO
+        dataset = P.to_dataset(pairs, cfg.rating_repeat)
+        trainer, callback = _trainer(cfg, state, record, model, tok, parent, dataset, units)
+        outcome = train(trainer, record, callback, resume=bool(cfg.resume))
+        metrics = summary_metrics(callback, {"n_pairs": len(pairs), "n_rows": len(dataset), **outcome})
+        record.set(metrics=metrics)
+        if outcome["cancelled"]:
+            record.finish("cancelled", "cancelled by the researcher; resume to continue")
+            return {"round_id": record.id, "cancelled": True, "steps": outcome["steps"],
+                    "checkpoint": outcome.get("resumed_from"), "metrics": _public(metrics)}
+        peft_model = trainer.model
+        adapter_row = write_adapter(store, _only_default(peft_model), record.id, base.source, base.gguf,
+                                    {**record.lineage, "round_kind": KIND,
+                                     "parent_adapter": parent and parent["id"]})
+        record.set(adapter_id=adapter_row["id"])
+        # 3. verdict
+        verdict = None
+        if cfg.verdict:
+            state.progress(85, units, "verdict", force=True)
+            vs = policy.pick_sampler(cfg.sampler, base, peft_model, tok, cfg.threads)
+            sampler = vs
+            new = adapter_row["gguf_path"] if vs.name == "llamacpp" else "default"
+            if vs.name == "llamacpp" and not new:
+                policy.close(vs)
+                sampler = vs = policy.pick_sampler("transformers", base, peft_model, tok, cfg.threads)
+                new = "default"
+            dialogues = prompt_sets.canary_dialogues()
+            ppl = (lambda on: canary_perplexity(peft_model, tok, dialogues, on)) if cfg.canary else None
+            verdict = run_verdict(heldout, vs, reward, None, new, cfg.verdict_seeds, 1234 + cfg.seed,
+                                  None, ppl, state.cancelled,
+                                  lambda d, t: state.progress(85 + 15 * d / t, units, f"verdict {d}/{t}"))
+            if verdict.get("cancelled"):
+                verdict = None
+        seconds = round(time.perf_counter() - t0, 2)
+        metrics["round_seconds"] = seconds
+        record.finish("done", None, metrics=metrics, verdict=verdict)
+        state.progress(units, units, "done", force=True)
+        return {"round_id": record.id, "adapter": adapter_row["id"], "adapter_path": adapter_row["peft_path"],
+                "gguf_path": adapter_row["gguf_path"], "seconds": seconds, "steps": outcome["steps"],
+                "metrics": _public(metrics), "verdict": verdict}
+    finally:
+        if sampler is not None:
+            policy.close(sampler)
+
+
+def _public(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "history"}
+
+
+def _only_default(peft_model):
+    """Save only the trained adapter (TRL adds a frozen 'ref' copy when continuing)."""
+    class _Saver:
+        def save_pretrained(self, path):
+            peft_model.save_pretrained(path, selected_adapters=["default"])
+    return _Saver()
+
+
+def _trainer(cfg, state, record, model, tok, parent, dataset, units):
+    from trl import DPOConfig, DPOTrainer
+
+    from engine.training.callbacks import JobCallback
+    from engine.training.runner import training_args
+
+    args = training_args(DPOConfig, cfg, str(record.checkpoint_dir), beta=cfg.beta,
+                         loss_type=[cfg.loss_type], max_length=cfg.max_length,
+                         precompute_ref_log_probs=False)
+    callback = JobCallback(state, "DPO", offset=30.0, span=55.0, total_units=units)
+    kwargs = {} if parent else {"peft_config": policy.lora_config(cfg)}
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                         callbacks=[callback], **kwargs)
+    return trainer, callback

@@ -1,0 +1,72 @@
+"""The policy a round trains: the base model in transformers, a LoRA on top,
+and the samplers that read from it (llama.cpp when the base is a GGUF file)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.training.sampling import HFSampler, LlamaSampler, gguf_available
+
+
+@dataclass
+class Base:
+    source: str  # what the researcher named ("bundled", a .gguf, a folder)
+    kind: str  # "gguf" | "hf"
+    path: Path
+    gguf: str | None  # the GGUF file llama.cpp and the GGUF LoRA writer use
+
+
+def resolve(source: str, base_gguf: str = "") -> Base:
+    from engine.models.spec import resolve_source
+
+    kind, path = resolve_source(source)
+    gguf = str(path) if kind == "gguf" else (base_gguf or None)
+    return Base(source, kind, path, gguf)
+
+
+def set_threads(n: int) -> None:
+    import torch
+
+    if n > 0:
+        torch.set_num_threads(n)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load(base: Base):
+    """(model, tokenizer) in fp32, ready to take a LoRA."""
+    from engine.models.hf_load import load_base
+
+    model, tok = load_base(base.path, base.kind)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def lora_config(cfg):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
+
+
+def with_adapter(model, parent_peft: str | None, cfg):
+    """A PeftModel: the parent adapter (trainable) to continue from, or a fresh LoRA."""
+    from peft import PeftModel, get_peft_model
+
+    if parent_peft:
+        return PeftModel.from_pretrained(model, parent_peft, is_trainable=True)
+    return get_peft_model(model, lora_config(cfg))
+
+
+def pick_sampler(choice: str, base: Base, model, tokenizer, threads: int):
+    """llama.cpp for speed when the base is a GGUF file, else transformers."""
+    if choice == "llamacpp" or (choice == "auto" and base.kind == "gguf" and gguf_available()):
+        return LlamaSampler(base.gguf, n_threads=threads or None)
+    return HFSampler(model, tokenizer)
+
+
+def close(sampler) -> None:
+    if hasattr(sampler, "close"):
+        sampler.close()

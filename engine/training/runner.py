@@ -1,0 +1,73 @@
+"""Machinery every trainer-based round shares: TrainingArguments for a CPU box,
+running a TRL trainer with cancel/resume/disk-full handling, and finishing a
+round (adapter written atomically, verdict, the row updated)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from engine.training.callbacks import JobCallback, drop_partial_checkpoints, last_checkpoint
+from engine.training.config import opt
+
+
+@dataclass
+class TrainSettings:
+    """Optimiser and schedule fields shared by the trainer rounds."""
+
+    learning_rate: float = opt(5e-5, "optimiser learning rate", 1e-8, 1e-1)
+    epochs: float = opt(1.0, "passes over the pairs (ignored when max_steps > 0)", 0.01, 100)
+    max_steps: int = opt(0, "optimiser steps (0 = set by epochs)", 0, 1_000_000)
+    batch_size: int = opt(4, "pairs per step", 1, 512)
+    grad_accum: int = opt(1, "gradient accumulation steps", 1, 512)
+    max_length: int = opt(256, "longest tokenised prompt + reply kept", 16, 32768)
+    warmup_ratio: float = opt(0.0, "share of steps with a rising learning rate", 0.0, 0.99)
+    save_steps: int = opt(10, "checkpoint every this many steps (and on cancel)", 1, 1_000_000)
+    seed: int = opt(0, "seed for sampling, shuffling and LoRA initialisation", 0, 2**31 - 1)
+    threads: int = opt(2, "CPU threads for torch (0 = torch's default)", 0, 256)
+
+
+def training_args(cls, cfg, output_dir: str, **extra):
+    """A TRL config for CPU: fp32, no gradient checkpointing, quiet, log every step."""
+    import torch
+
+    kwargs = dict(
+        output_dir=output_dir, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        warmup_steps=float(cfg.warmup_ratio), logging_steps=1, save_strategy="steps",
+        save_steps=cfg.save_steps, save_total_limit=2, report_to="none", seed=cfg.seed,
+        bf16=False, fp16=False, activation_checkpointing=False, disable_tqdm=True,
+        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False)
+    kwargs.update(extra)
+    return cls(**kwargs)
+
+
+def train(trainer, record, callback: JobCallback, resume: bool) -> dict:
+    """Run ``trainer`` (resuming from the last good checkpoint when asked).
+
+    Returns {"steps", "seconds", "cancelled", "resumed_from"}; a full disk or a
+    crash propagates after partial checkpoints are removed."""
+    folder = record.checkpoint_dir
+    drop_partial_checkpoints(folder)
+    start_from = last_checkpoint(folder) if resume else None
+    t0 = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=start_from)
+    except BaseException:
+        drop_partial_checkpoints(folder)
+        raise
+    return {"steps": int(trainer.state.global_step), "seconds": round(time.perf_counter() - t0, 2),
+            "cancelled": callback.cancelled, "resumed_from": start_from}
+
+
+def summary_metrics(callback: JobCallback, extra: dict | None = None) -> dict:
+    """Last logged values and the run's totals (what the round row keeps)."""
+    out = {k: round(v, 6) for k, v in callback.last_logs.items() if k not in ("epoch",)}
+    for h in callback.history:
+        if "train_runtime" in h:
+            out["train_runtime"] = h["train_runtime"]
+            out["train_steps_per_second"] = h.get("train_steps_per_second")
+    out["history"] = callback.history[-200:]
+    out.update(extra or {})
+    return out

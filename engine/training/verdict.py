@@ -1,0 +1,116 @@
+"""The verdict after a round: does the new adapter sound more human than the base?
+
+On held-out prompts both answer with the same seeds; we report the mean score
+of each with a bootstrap 95% interval, the paired difference with its interval,
+each trait's change, the change in reply length (the obvious confound), and a
+drift canary: the perplexity of held-out human-like chat relative to the base.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from engine.training.prompts import Prompt
+from engine.training.reward import Reward
+from engine.training.sampling import SampleSettings
+
+
+def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval of the mean."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def _mean(values) -> float:
+    return round(float(np.mean(values)), 4) if len(values) else float("nan")
+
+
+def canary_perplexity(model, tokenizer, dialogues: list[list[dict]], adapter_on: bool) -> float:
+    """Perplexity of the assistant turns of human-like chats (teacher-forced)."""
+    import contextlib
+
+    import torch
+
+    ctx = contextlib.nullcontext() if adapter_on or not hasattr(model, "disable_adapter") \
+        else model.disable_adapter()
+    nll, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), ctx:
+        for msgs in dialogues:
+            prefix = tokenizer.apply_chat_template(msgs[:-1], add_generation_prompt=True, tokenize=False)
+            full = prefix + msgs[-1]["content"]
+            p_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            ids = tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            labels = ids.clone()
+            labels[0, :len(p_ids)] = -100
+            n = int((labels != -100).sum()) - 0
+            if n <= 1:
+                continue
+            out = model(input_ids=ids, labels=labels)
+            nll += float(out.loss) * (n - 1)
+            count += n - 1
+    if was_training:
+        model.train()
+    return math.exp(nll / count) if count else float("nan")
+
+
+def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: str | None,
+                new_adapter: str | None, n_seeds: int = 1, seed: int = 1234,
+                settings: SampleSettings | None = None,
+                perplexity: Callable[[bool], float] | None = None,
+                cancelled: Callable[[], bool] = lambda: False,
+                progress: Callable[[int, int], None] = lambda d, t: None) -> dict:
+    """Compare ``new_adapter`` with ``base_adapter`` (None = the bare base)."""
+    settings = settings or SampleSettings(temperature=0.7, top_p=0.9, max_tokens=64)
+    flat = [(p, s) for p in prompts for s in range(n_seeds)]
+    msgs = [p.as_messages() for p, _ in flat]
+    seeds = [seed + s for _, s in flat]
+    total = 2 * len(flat)
+    base_txt = sampler.generate(msgs, seeds, base_adapter, settings, cancelled,
+                                lambda n: progress(n, total))
+    new_txt = sampler.generate(msgs, seeds, new_adapter, settings, cancelled,
+                               lambda n: progress(len(flat) + n, total))
+    if cancelled() or len(new_txt) < len(flat):
+        return {"cancelled": True}
+    jb = reward.judge_many(list(zip(msgs, base_txt)))
+    jn = reward.judge_many(list(zip(msgs, new_txt)))
+    sb = [j.score for j in jb]
+    sn = [j.score for j in jn]
+    diff = [b - a for a, b in zip(sb, sn)]
+    traits: dict[str, float] = {}
+    for tid in sorted({t for j in jb for t in j.traits}):
+        a = [j.traits.get(tid) for j in jb]
+        b = [j.traits.get(tid) for j in jn]
+        both = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+        if both:
+            traits[str(tid)] = round(float(np.mean([y - x for x, y in both])), 4)
+    lb = [len(t.split()) for t in base_txt]
+    ln = [len(t.split()) for t in new_txt]
+    out = {
+        "n_prompts": len(prompts), "n_seeds": n_seeds, "judge": reward.judge,
+        "weights": reward.weights_ref,
+        "base": {"mean": _mean(sb), "ci": bootstrap_ci(sb)},
+        "aligned": {"mean": _mean(sn), "ci": bootstrap_ci(sn)},
+        "delta": _mean(diff), "delta_ci": bootstrap_ci(diff),
+        "traits_delta": traits,
+        "length_delta": round(float(np.mean(ln) - np.mean(lb)), 3),
+        "length": {"base_words": _mean(lb), "aligned_words": _mean(ln)},
+        "examples": [{"prompt": msgs[i][-1]["content"], "base": base_txt[i], "aligned": new_txt[i],
+                      "base_score": round(sb[i], 3), "aligned_score": round(sn[i], 3)}
+                     for i in range(min(5, len(flat)))],
+    }
+    if perplexity is not None:
+        pb, pn = perplexity(False), perplexity(True)
+        change = pn / pb - 1 if pb and math.isfinite(pb) else float("nan")
+        out["canary"] = {"base_ppl": round(pb, 4), "aligned_ppl": round(pn, 4),
+                         "change": round(change, 4), "within_10pct": bool(abs(change) <= 0.10)}
+    return out

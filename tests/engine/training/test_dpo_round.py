@@ -1,0 +1,38 @@
+"""The DPO round end to end on a tiny model: pairs, training, adapter, verdict, cancel/resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.jobs import RecordingState
+from engine.training import dpo
+
+
+def smoke(tiny_model_dir, tiny_gguf, **over):
+    return dpo.make_config("smoke", {"model": str(tiny_model_dir), "base_gguf": str(tiny_gguf),
+                                     "threads": 1, **over})
+
+
+def test_smoke_round_writes_adapter_and_verdict(tiny_model_dir, tiny_gguf, fake_reward, store):
+    state = RecordingState()
+    out = dpo.run(smoke(tiny_model_dir, tiny_gguf), state, store)
+    assert out["steps"] == 2
+    adapter = Path(out["adapter_path"])
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    assert out["gguf_path"] and Path(out["gguf_path"]).read_bytes()[:4] == b"GGUF"
+    assert not list(adapter.parent.glob(".tmp-*"))
+    v = out["verdict"]
+    for key in ("base", "aligned"):
+        assert set(v[key]) == {"mean", "ci"} and v[key]["ci"][0] <= v[key]["mean"] <= v[key]["ci"][1]
+    assert "delta" in v and "traits_delta" in v and "length_delta" in v and "canary" in v
+    row = store.db["rounds"].get(out["round_id"])
+    assert row["status"] == "done" and row["adapter_id"] == out["adapter"]
+    assert json.loads(row["lineage"])["n_pairs"] > 0
+    names = {c["name"] for c in state.of_type("metric")}
+    assert {"loss", "rewards/margins", "rewards/accuracies"} <= names
+    assert state.of_type("progress")[-1]["done"] == state.of_type("progress")[-1]["total"]
+    adapters = store.db["adapters"].rows_where("round_id = ?", [out["round_id"]])
+    assert [a["usable"] for a in adapters] == [1]
