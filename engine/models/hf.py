@@ -48,7 +48,11 @@ def pick_token(logits, sampling: Sampling, generator) -> int:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
     if sampling.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
+        # The nucleus almost always lies in the top few hundred tokens: look
+        # there first and sort the whole vocabulary only when it does not.
+        sorted_probs, order = torch.topk(probs, min(256, probs.numel()))
+        if float(sorted_probs.sum()) < sampling.top_p:
+            sorted_probs, order = torch.sort(probs, descending=True)
         before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
         sorted_probs = torch.where(before < sampling.top_p, sorted_probs, torch.zeros_like(sorted_probs))
         choice = torch.multinomial(sorted_probs, 1, generator=generator)
@@ -197,7 +201,9 @@ class HFModel:
 
     @contextlib.contextmanager
     def _using(self, adapter: str | None):
-        """Route forward passes through ``adapter``, or through the bare base (lock held)."""
+        """Route forward passes through ``adapter``, or through the bare base
+        (lock held; entered outside inference mode so adapter weights load as
+        ordinary tensors)."""
         if adapter:
             name = self._ensure_adapter(adapter)
             self._peft.set_adapter(name, inference_mode=True)
@@ -241,6 +247,11 @@ class HFModel:
 
     # ----------------------------------------------------------- generation
     def generate(self, messages, sampling: Sampling, adapter, on_token, cancelled) -> GenerationResult:
+        """Stream one reply; calls from several threads take turns on this model.
+
+        The end-of-turn token is not part of the text nor counted in
+        completion_tokens; ttft_s runs from this call (queueing included).
+        """
         import torch
 
         started = time.perf_counter()
@@ -257,7 +268,7 @@ class HFModel:
             stream = TextStream(self.tokenizer, self._tok_lock)
             out_ids: list[int] = []
             finish, ttft = "length", 0.0
-            with torch.inference_mode(), self._using(adapter):
+            with self._using(adapter), torch.inference_mode():
                 cache = None
                 step_input = torch.tensor([ids], dtype=torch.long)
                 for _ in range(budget):
@@ -311,7 +322,7 @@ class HFModel:
         longest = max(len(s) for s in suffix_ids) + max(len(c) for c in cand_ids)
         self._check_length(len(prefix_ids) + longest - 1)
         results = []
-        with self._lock, torch.inference_mode(), self._using(adapter):
+        with self._lock, self._using(adapter), torch.inference_mode():
             if self._model is None:
                 raise EngineError("This model has been closed.")
             out = self._model(input_ids=torch.tensor([prefix_ids]), use_cache=True, **self._keep_last)

@@ -144,10 +144,10 @@ def dequantize_gguf(gguf_path: Path, *, dtype=None) -> Path:
 
     _offline()
     gguf_path = Path(gguf_path)
-    check_gguf_file(gguf_path)
     target = dequantized_dir(gguf_path)
-    if is_cached(target):
+    if is_cached(target):  # the key holds size and mtime, so the file is unchanged
         return target
+    check_gguf_file(gguf_path)
     dtype = dtype or torch.float32
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
@@ -214,12 +214,12 @@ def load_base(path, source_kind: str, *, dtype=None):
     if source_kind == "gguf":
         folder = dequantize_gguf(path, dtype=dtype)
         model, tokenizer = _load_folder(folder, dtype, f"The cached copy of {path.name}")
+        strip_quantization(model)  # the cache has none; a second guard costs nothing
     elif source_kind == "hf":
         check_hf_folder(path)
         model, tokenizer = _load_folder(path, dtype, f"The model folder {path}")
     else:
         raise ValueError(f"unknown source kind {source_kind!r}")
-    strip_quantization(model)
     model.eval()
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token  # batching and TRL need a pad token

@@ -20,7 +20,7 @@ pytest.importorskip("peft")
 from engine.errors import AdapterError, ModelFileError, PromptTooLong  # noqa: E402
 from engine.models import hf_adapters, hf_load  # noqa: E402
 from engine.models.base import Sampling, template_digest  # noqa: E402
-from engine.models.hf import HFModel, TextStream  # noqa: E402
+from engine.models.hf import HFModel, TextStream, pick_token  # noqa: E402
 from engine.models.spec import bundled_gguf_path, resolve_source  # noqa: E402
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -137,6 +137,16 @@ def test_text_stream_holds_back_split_characters():
     pieces = [stream.step(ids[: i + 1]) for i in range(len(ids))]
     assert all("\ufffd" not in p for p in pieces)
     assert "".join(pieces) == text
+
+
+def test_pick_token_top_p():
+    logits = torch.tensor([3.0, 2.0, 0.0, -1.0] + [-10.0] * 300)  # p = .70, .25, .03, ...
+    gen = torch.Generator().manual_seed(0)
+    assert {pick_token(logits, Sampling(temperature=1.0, top_p=0.5), gen) for _ in range(50)} == {0}
+    assert {pick_token(logits, Sampling(temperature=1.0, top_p=0.9), gen) for _ in range(200)} == {0, 1}
+    assert pick_token(logits, Sampling(temperature=0.0), gen) == 0
+    flat = torch.zeros(1000)  # the nucleus reaches past the top 256: full sort
+    assert max(pick_token(flat, Sampling(temperature=1.0, top_p=0.99), gen) for _ in range(300)) >= 256
 
 
 def test_seed_determinism(model):
