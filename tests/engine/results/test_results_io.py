@@ -51,6 +51,10 @@ def test_minimal_import_dedupes_and_reports_what_it_skipped(store, tmp_path):
     # HAL's side: likely (0.75) x3 and certainly right = Base (0) -> (0.75·3 + 0)/4 = 0.5625
     assert (pair["a"], pair["b"]) == ("Base", "HAL") and pair["win_rate"] == pytest.approx(1 - 0.5625)
     assert compute(store, Filters(prompt_set="p1"), n_boot=10)["n_ratings"] == 1
+    # dates: the one vote rated 2025-01-02 (a date covers its whole day); the rest carry the import time
+    assert compute(store, Filters(until="2025-01-02"), n_boot=10)["n_ratings"] == 1
+    assert compute(store, Filters(since="2025-01-03"), n_boot=10)["n_ratings"] == 3
+    assert compute(store, Filters(since="2025-01-02T10:00", until="2025-01-02T10:00"), n_boot=10)["n_ratings"] == 1
     assert compute(store, Filters(blind=False), n_boot=10)["n_ratings"] == 1
     origin = store.db.execute("SELECT source, line FROM rating_origins ORDER BY line").fetchall()
     assert origin[0] == ("study.jsonl", 1)
