@@ -24,7 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--screenshot", metavar="FILE", help="save a PNG of the window and quit")
     parser.add_argument("--screenshot-after", type=float, default=4.0, metavar="SECONDS",
                         help="seconds to wait before the screenshot (default 4)")
-    parser.add_argument("--prompt", help="send this prompt to both panes once the engine is ready")
+    parser.add_argument("--prompt", action="append", default=[],
+                        help="send this prompt to both panes once the engine is ready "
+                        "(repeat for several turns, each sent when the last has finished)")
     parser.add_argument("--rate", metavar="VERDICT", help=argparse.SUPPRESS)  # docs screenshots
     return parser.parse_args(argv)
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     client.start()
     if args.prompt:
-        _send_when_ready(window, args.prompt)
+        _send_when_ready(window, list(args.prompt))
     if args.screenshot:
         _schedule_screenshot(window, args)
     code = app.exec()
@@ -70,14 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _send_when_ready(window, prompt: str) -> None:
-    def on_state(state: str) -> None:
-        if state == "ready":
-            window.client.sig_state_changed.disconnect(on_state)
-            window.prompt.setPlainText(prompt)
-            window.on_submit()
+def _send_when_ready(window, prompts: list[str]) -> None:
+    """Send the prompts one turn at a time (scripted demos and screenshots)."""
 
-    window.client.sig_state_changed.connect(on_state)
+    def send_next(*_args) -> None:
+        if window.client.state != "ready" or window.session.busy() or not prompts:
+            return
+        window.prompt.setPlainText(prompts.pop(0))
+        window.on_submit()
+
+    window.client.sig_state_changed.connect(send_next)
+    window.session.sig_busy_changed.connect(send_next)
 
 
 def _schedule_screenshot(window, args: argparse.Namespace) -> None:
@@ -86,8 +91,9 @@ def _schedule_screenshot(window, args: argparse.Namespace) -> None:
 
     def shoot() -> None:
         turn = window.session.latest
-        waiting = args.prompt and (turn is None or turn.live)
-        if waiting and shoot.tries < 600:  # up to 60 s more for the replies
+        waiting = args.prompt and (turn is None or window.session.busy()
+                                   or len(window.session.turns) < len(args.prompt))
+        if waiting and shoot.tries < 1800:  # up to 3 min more for the replies
             shoot.tries += 1
             QTimer.singleShot(100, shoot)
             return

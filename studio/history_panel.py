@@ -1,16 +1,62 @@
-"""Past conversations from the store; double-click one to reopen it."""
+"""Past conversations from the store; double-click one to reopen it.
+
+Each row shows the first prompt, and under it the date, turn count and how
+many turns were rated, so the list stays readable in a narrow sidebar.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
+from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtWidgets import (QListWidget, QListWidgetItem, QStyle, QStyledItemDelegate,
+                               QStyleOptionViewItem, QWidget)
+
+ID_ROLE = Qt.ItemDataRole.UserRole
+META_ROLE = Qt.ItemDataRole.UserRole + 1
+CURRENT_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
-class HistoryPanel(QTreeWidget):
-    """One row per conversation: when, first prompt, turns, ratings."""
+class _TwoLineDelegate(QStyledItemDelegate):
+    """Prompt on the first line, grey details on the second."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        height = option.fontMetrics.height()
+        return QSize(200, int(height * 2.4) + 12)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        painter.save()
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(option.rect, option.palette.highlight())
+        elif index.data(CURRENT_ROLE):
+            painter.fillRect(option.rect, QColor("#e8f0f9"))
+        rect = option.rect.adjusted(10, 6, -8, -6)
+        title_font = QFont(option.font)
+        if index.data(CURRENT_ROLE):
+            title_font.setBold(True)
+        painter.setFont(title_font)
+        painter.setPen(option.palette.highlightedText().color() if selected else QColor("#1a202c"))
+        fm = painter.fontMetrics()
+        title = fm.elidedText(index.data(Qt.ItemDataRole.DisplayRole) or "(empty)",
+                              Qt.TextElideMode.ElideRight, rect.width())
+        painter.drawText(QRect(rect.left(), rect.top(), rect.width(), fm.height()),
+                         Qt.AlignmentFlag.AlignLeft, title)
+        meta_font = QFont(option.font)
+        meta_font.setPointSizeF(max(7.5, option.font.pointSizeF() - 1.5))
+        painter.setFont(meta_font)
+        painter.setPen(QColor("#dbe7f3") if selected else QColor("#718096"))
+        top = rect.top() + fm.height() + 3
+        painter.drawText(QRect(rect.left(), top, rect.width(), rect.bottom() - top),
+                         Qt.AlignmentFlag.AlignLeft, index.data(META_ROLE) or "")
+        painter.setPen(QColor("#e6e9ee"))
+        painter.drawLine(option.rect.bottomLeft(), option.rect.bottomRight())
+        painter.restore()
+
+
+class HistoryPanel(QListWidget):
+    """One row per conversation: first prompt; when, turns, ratings."""
 
     sig_open_requested = Signal(str)
     """Reopen this conversation: its id."""
@@ -18,17 +64,9 @@ class HistoryPanel(QTreeWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("historyPanel")
-        self.setColumnCount(4)
-        self.setHeaderLabels(["When", "First prompt", "Turns", "Rated"])
-        self.setRootIsDecorated(False)
-        self.setUniformRowHeights(True)
-        self.setAlternatingRowColors(True)
-        header = self.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(False)
+        self.setItemDelegate(_TwoLineDelegate(self))
+        self.setUniformItemSizes(True)
+        self.setToolTip("Double-click a conversation to reopen it")
         self.itemDoubleClicked.connect(self.on_double_clicked)
         self.current_id: str | None = None
 
@@ -37,27 +75,27 @@ class HistoryPanel(QTreeWidget):
         self.clear()
         for row in rows:
             prompt = (row.get("first_prompt") or row.get("title") or "").replace("\n", " ")
-            item = QTreeWidgetItem([_when(row.get("created_at", "")), prompt,
-                                    str(row.get("n_turns", 0)), str(row.get("n_ratings", 0))])
-            item.setData(0, Qt.ItemDataRole.UserRole, row["id"])
-            item.setToolTip(1, prompt)
-            for col in (2, 3):
-                item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            if row.get("blind"):
-                item.setToolTip(0, "started in blind mode")
-            if row["id"] == current_id:
-                font = QFont(item.font(0))
-                font.setBold(True)
-                for col in range(4):
-                    item.setFont(col, font)
-            self.addTopLevelItem(item)
+            turns, rated = int(row.get("n_turns") or 0), int(row.get("n_ratings") or 0)
+            meta = (f"{_when(row.get('created_at', ''))}  ·  {turns} turn{'s' * (turns != 1)}"
+                    f"  ·  {rated} rated" + ("  ·  blind" if row.get("blind") else ""))
+            item = QListWidgetItem(prompt)
+            item.setData(ID_ROLE, row["id"])
+            item.setData(META_ROLE, meta)
+            item.setData(CURRENT_ROLE, row["id"] == current_id)
+            item.setToolTip(f"{prompt}\n{meta}")
+            self.addItem(item)
 
-    def on_double_clicked(self, item: QTreeWidgetItem, _column: int) -> None:
-        self.sig_open_requested.emit(item.data(0, Qt.ItemDataRole.UserRole))
+    def row_texts(self, row: int) -> tuple[str, str]:
+        """(first prompt, details line) of a row, as shown."""
+        item = self.item(row)
+        return item.text(), item.data(META_ROLE)
+
+    def on_double_clicked(self, item: QListWidgetItem) -> None:
+        self.sig_open_requested.emit(item.data(ID_ROLE))
 
 
 def _when(iso: str) -> str:
-    """Local 'Mon 14 Jul 12:03' from a stored UTC timestamp."""
+    """Local '25 Nov 12:03' from a stored UTC timestamp."""
     try:
         return datetime.fromisoformat(iso).astimezone().strftime("%d %b %H:%M")
     except ValueError:

@@ -113,9 +113,16 @@ class MainWindow(QMainWindow):
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.docks[key] = dock
-        self.resizeDocks([self.docks["history"], self.docks["sampling"]], [290, 270],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["log"]], [110], Qt.Orientation.Vertical)
+        self.history.setMinimumWidth(220)
+        self.sampling.setMinimumWidth(240)
+        self.docks["log"].hide()  # shown on demand, and when the engine crashes
+        self.log_button = QPushButton("Engine log")
+        self.log_button.setObjectName("logToggle")
+        self.log_button.setCheckable(True)
+        self.log_button.setFlat(True)
+        self.log_button.toggled.connect(self.docks["log"].setVisible)
+        self.docks["log"].visibilityChanged.connect(self.log_button.setChecked)
+        self.statusBar().addPermanentWidget(self.log_button)
         self.statusBar().addPermanentWidget(self.engine_status)
 
     def _build_menus(self) -> None:
@@ -296,6 +303,7 @@ class MainWindow(QMainWindow):
                                       if pid else ""))
         if state == "crashed":
             self.banner.show_crash(self.client.crash_message or "The engine stopped.")
+            self.docks["log"].show()
             for slot, picker in self.pickers.items():
                 picker.set_status("idle", "engine not running")
         elif state in ("ready", "starting"):
@@ -308,6 +316,17 @@ class MainWindow(QMainWindow):
 
     def on_restart_engine(self) -> None:
         self.client.restart()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if not getattr(self, "_sized", False):  # docks size only once the window is laid out
+            self._sized = True
+            QTimer.singleShot(0, self._size_docks)
+
+    def _size_docks(self) -> None:
+        self.resizeDocks([self.docks["history"], self.docks["sampling"]], [280, 300],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["log"]], [150], Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         self.prefs.set("sampling", self.sampling.values())

@@ -25,7 +25,7 @@ QDockWidget::title {{ padding: 4px 8px; background: #e9ecf0; color: #4a5568; }}
 #youCaption {{ color: #5a6b80; font-size: 8.5pt; font-weight: 600; }}
 #promptText {{ color: #1a202c; }}
 #modelCaption {{ color: {ACCENT}; font-size: 8.5pt; font-weight: 600; }}
-#replyText {{ color: #1a202c; padding-left: 2px; }}
+#replyText {{ color: #1a202c; }}
 #statsLine {{ color: #718096; font-size: 8.5pt; }}
 #errorText {{ color: #9b2c2c; background: #fff5f5; border: 1px solid #fed7d7;
               border-radius: 4px; padding: 6px 8px; }}
@@ -53,6 +53,9 @@ QPlainTextEdit#promptBox {{ background: #ffffff; border: 1px solid #cbd2da; bord
 QPlainTextEdit#promptBox:focus {{ border-color: {ACCENT}; }}
 QPlainTextEdit#logPanel {{ background: #1e2329; color: #d5dae0; border: none; }}
 #engineStatus {{ padding: 0 8px; }}
+QPushButton#logToggle {{ border: none; color: #4a5568; padding: 2px 8px; }}
+QPushButton#logToggle:checked {{ color: #2b6cb0; font-weight: 600; }}
+QListWidget#historyPanel {{ background: #ffffff; border: none; }}
 """
 
 

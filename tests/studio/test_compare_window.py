@@ -179,8 +179,8 @@ def test_history_lists_and_reopens_a_conversation(qtbot, make_window):
     window.on_new_conversation()
     assert window.session.turns == [] and window.panes["left"].views == []
     window.refresh_history()
-    item = window.history.topLevelItem(0)
-    assert item.text(1) == "remember me" and item.text(2) == "1" and item.text(3) == "1"
+    prompt, meta = window.history.row_texts(0)
+    assert prompt == "remember me" and "1 turn  ·  1 rated" in meta
     window.history.sig_open_requested.emit(conv_id)
     assert window.session.conversation_id == conv_id
     assert window.panes["left"].views[0].reply.text() == turn.replies["a"].text
