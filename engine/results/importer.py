@@ -170,11 +170,18 @@ def _bundle_row_problem(store, kind: str, row: dict) -> str | None:
             return f"{kind} refers to a {parent[:-1]} ({col}={row.get(col)!r}) that is neither in the file nor stored"
     if kind in ("rating", "repeat_rating") and row.get("verdict") not in VERDICTS:
         return f"unknown verdict {row.get('verdict')!r}"
+    if kind == "rating" and _deleted_here(store, row["id"]):
+        return "deleted in this studio earlier (kept in rating history); not brought back"
     if kind == "rating":
         other = store.db.execute("SELECT id FROM ratings WHERE turn_id=?", [row["turn_id"]]).fetchone()
         if other:
             return f"its turn already has another rating here ({other[0]}); the stored one was kept"
     return None
+
+
+def _deleted_here(store, rating_id: str) -> bool:
+    return store.db.execute("SELECT 1 FROM rating_history WHERE rating_id=? AND action='deleted'",
+                            [rating_id]).fetchone() is not None
 
 
 def normalise_verdict(raw) -> str | None:
@@ -240,6 +247,10 @@ def _import_minimal(store, path: Path, lines) -> dict:
                 continue
             key = hashlib.sha256(f"{content}#{seen[content]}".encode()).hexdigest()[:32]
             rid = "imp-" + key
+            if _deleted_here(store, rid):
+                report["skipped"].append({"line": lineno, "reason": "deleted in this studio earlier "
+                                          "(kept in rating history); not brought back"})
+                continue
             if _exists(store, "ratings", rid) or _exists(store, "conversations", rid + "-c"):
                 report["already_stored"] += 1
                 report["skipped"].append({"line": lineno, "reason": "already imported (duplicate)"})

@@ -127,16 +127,15 @@ def _weighted(votes: list[Vote], models: list[str], counts: np.ndarray):
     """Win/game tables for bootstrap resamples given as per-vote counts, shape (B, n)."""
     k = len(models)
     index = {m: i for i, m in enumerate(models)}
-    li = np.array([index[v.left_model] for v in votes])
-    ri = np.array([index[v.right_model] for v in votes])
+    cell = np.array([index[v.left_model] * k + index[v.right_model] for v in votes])
     s = np.array([v.left_score for v in votes], dtype=float)
-    onehot_l = np.eye(k)[li]  # (n, k)
-    onehot_r = np.eye(k)[ri]
-    # wins[b, i, j] = sum_t counts[b, t] * s_t * [l_t = i][r_t = j] (+ the mirror for the right side)
-    wins = (np.einsum("bt,ti,tj->bij", counts * s, onehot_l, onehot_r)
-            + np.einsum("bt,ti,tj->bij", counts * (1 - s), onehot_r, onehot_l))
-    games = np.einsum("bt,ti,tj->bij", counts.astype(float), onehot_l, onehot_r)
-    return wins, games + games.transpose(0, 2, 1)
+    onehot = np.zeros((len(votes), k * k))
+    onehot[np.arange(len(votes)), cell] = 1.0  # vote -> (left, right) cell
+    counts = counts.astype(float)
+    left_wins = ((counts * s) @ onehot).reshape(-1, k, k)
+    right_wins = ((counts * (1 - s)) @ onehot).reshape(-1, k, k)
+    games = (counts @ onehot).reshape(-1, k, k)
+    return left_wins + right_wins.transpose(0, 2, 1), games + games.transpose(0, 2, 1)
 
 
 def online_elo(votes: list[Vote], k: float = ELO_K, init: float = INIT) -> dict:

@@ -104,6 +104,9 @@ def test_bundle_round_trip_merges_without_duplicates(store, tmp_path):
     b = compute(other, Filters(models=("B + v1",)), n_boot=10)
     assert a["pairs"][0]["win_rate"] == b["pairs"][0]["win_rate"]
     assert b["consistency"]["n"] == 1
+    browser.delete_rating(other, ids[1])  # a deletion here is respected by later imports
+    third = import_file(other, out)
+    assert third["imported"] == 0 and any("deleted in this studio" in s["reason"] for s in third["skipped"])
     other.close()
 
 
