@@ -237,3 +237,50 @@ def test_cli_results_json_and_exports(store, tmp_path, capsys):
     assert main(["ratings", "import", "--db", db, str(tmp_path / "o.bundle")]) == 0
     assert "2 already stored" in capsys.readouterr().out
     assert main(["results", "--db", db, "--pair", "nonsense"]) == 2
+
+
+def test_a_hand_written_study_imports_and_reads_back_as_written(store, tmp_path, capsys):
+    """A published-study-like file: counts per pairing chosen so the win rates are known.
+    HAL vs Base: 10 certainly HAL, 6 likely HAL, 4 ties, 3 likely Base, 2 certainly Base, 1 both bad
+      -> (10 + 6·0.75 + 4·0.5 + 3·0.25 + 0)/25 = 17.25/25 = 0.69
+    HAL vs Big: 5 certainly HAL, 5 certainly Big -> 0.5 ; Big vs Base: 8 likely Big, 2 ties -> 0.7"""
+    plan = [("HAL", "Base", "certainly", 10), ("HAL", "Base", "likely", 6), ("HAL", "Base", "tie", 4),
+            ("Base", "HAL", "likely", 3), ("Base", "HAL", "certainly", 2), ("HAL", "Base", "both_bad", 1),
+            ("HAL", "Big", "certainly", 5), ("Big", "HAL", "certainly", 5),
+            ("Big", "Base", "likely", 8), ("Big", "Base", "tie", 2)]
+    rows, k = [], 0
+    for winner, loser, how, count in plan:
+        for _ in range(count):
+            k += 1
+            left_is_winner = k % 2 == 0  # alternate sides
+            left, right = (winner, loser) if left_is_winner else (loser, winner)
+            verdict = how if how in ("tie", "both_bad") else f"{how}_{'left' if left_is_winner else 'right'}"
+            rows.append({"model_left": left, "model_right": right, "verdict": verdict, "blind": True,
+                         "prompt": "p", "left_text": "a", "right_text": "b",
+                         "rated_at": f"2025-02-01T10:{k // 60:02d}:{k % 60:02d}Z"})
+    lines(tmp_path / "study.jsonl", rows)
+    assert main(["ratings", "import", "--db", str(store.path), str(tmp_path / "study.jsonl")]) == 0
+    capsys.readouterr()
+    assert main(["results", "--db", str(store.path), "--json", "--bootstrap", "50",
+                 "--with-trajectory"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    rate = {frozenset((p["a"], p["b"])): (p["a"], p["win_rate"], p["n"]) for p in res["pairs"]}
+    a, r, n = rate[frozenset(("HAL", "Base"))]
+    assert n == 25 and (r if a == "HAL" else 1 - r) == pytest.approx(0.69)
+    assert res["both_bad"]["n"] == 1
+    a, r, n = rate[frozenset(("Big", "Base"))]
+    assert n == 10 and (r if a == "Big" else 1 - r) == pytest.approx(0.7)
+    assert rate[frozenset(("HAL", "Big"))][1] == pytest.approx(0.5)
+    # online Elo replayed independently in file order (K = 4)
+    elo = {"HAL": 1000.0, "Base": 1000.0, "Big": 1000.0}
+    score = {"certainly_left": 1, "likely_left": 0.75, "tie": 0.5, "likely_right": 0.25, "certainly_right": 0}
+    for row in rows:
+        if row["verdict"] == "both_bad":
+            continue
+        l, rr = row["model_left"], row["model_right"]
+        e = 1 / (1 + 10 ** ((elo[rr] - elo[l]) / 400))
+        d = 4 * (score[row["verdict"]] - e)
+        elo[l], elo[rr] = elo[l] + d, elo[rr] - d
+    got = {m["model"]: m["score"] for m in res["elo"]["models"]}
+    assert got == pytest.approx({m: round(v, 1) for m, v in elo.items()}, abs=0.06)
+    assert len(res["elo"]["trajectory"]) == 45  # 46 votes less the one "both bad"
