@@ -61,10 +61,8 @@ class Reply:
 
     def stats_line(self) -> str:
         """TTFT, speed, token count and why it ended, for the line under a reply."""
-        if self.status == "error":
-            return ""
-        if self.status == "interrupted":
-            return "interrupted: the engine stopped"
+        if self.status in ("error", "interrupted"):
+            return ""  # the error box under the reply says what happened
         if self.live:
             return "waiting for the first token…" if not self.text else "streaming…"
         parts = []

@@ -35,7 +35,7 @@ class SamplingPanel(QWidget):
         self.top_p = _spin(QDoubleSpinBox(), 0.05, 1.0, 0.05)
         self.max_tokens = _spin(QSpinBox(), 1, 8192, 32)
         self.seed = _spin(QSpinBox(), 0, MAX_SEED, 1)
-        self.random_seed = QCheckBox("New random seed each turn")
+        self.random_seed = QCheckBox("Random seed each turn")
         self.random_seed.setToolTip("Both panes always share the turn's seed; the one used "
                                     "is shown above and stored with every reply.")
         self.system_prompt = QPlainTextEdit()
@@ -43,6 +43,7 @@ class SamplingPanel(QWidget):
                                               "(optional), e.g. “You are Sam, a 34-year-old "
                                               "nurse from Leeds. Chat casually.”")
         self.system_prompt.setMinimumHeight(90)
+        self.system_prompt.setMaximumHeight(260)
         note = QLabel("Both panes always get identical settings.")
         note.setObjectName("hint")
         note.setWordWrap(True)
@@ -53,7 +54,7 @@ class SamplingPanel(QWidget):
         form.addRow("Top-p", self.top_p)
         form.addRow("Max tokens", self.max_tokens)
         form.addRow("Seed", self.seed)
-        form.addRow("", self.random_seed)
+        form.addRow(self.random_seed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 10)
         layout.addLayout(form)
@@ -61,6 +62,7 @@ class SamplingPanel(QWidget):
         layout.addWidget(QLabel("System prompt / persona"))
         layout.addWidget(self.system_prompt, 1)
         layout.addWidget(note)
+        layout.addStretch(1)
         self.set_values(values)
         for box in (self.temperature, self.top_p, self.max_tokens, self.seed):
             box.valueChanged.connect(self._changed)

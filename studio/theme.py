@@ -54,7 +54,7 @@ QPlainTextEdit#promptBox:focus {{ border-color: {ACCENT}; }}
 QPlainTextEdit#logPanel {{ background: #1e2329; color: #d5dae0; border: none; }}
 #engineStatus {{ padding: 0 8px; }}
 QPushButton#logToggle {{ border: none; color: #4a5568; padding: 2px 8px; }}
-QPushButton#logToggle:checked {{ color: #2b6cb0; font-weight: 600; }}
+QPushButton#logToggle:checked {{ color: #2b6cb0; }}
 QListWidget#historyPanel {{ background: #ffffff; border: none; }}
 """
 

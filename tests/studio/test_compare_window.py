@@ -188,3 +188,18 @@ def test_history_lists_and_reopens_a_conversation(qtbot, make_window):
     send(qtbot, window, "and again")  # continuable
     turn2 = wait_turn_done(qtbot, window)
     assert turn2.idx == 1 and "(1 before)" in turn2.replies["a"].text
+
+
+def test_regenerating_a_rated_turn_asks_for_a_new_rating(qtbot, make_window, store):
+    window = make_window()
+    send(qtbot, window, "hi")
+    turn = wait_turn_done(qtbot, window)
+    qtbot.mouseClick(window.rating.buttons["tie"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.panes["right"].regen_button, Qt.MouseButton.LeftButton)
+    turn = wait_turn_done(qtbot, window)
+    assert "rate again" in window.rating.saved.text()
+    assert not window.rating.buttons["tie"].isChecked()
+    qtbot.mouseClick(window.rating.buttons["likely_left"], Qt.MouseButton.LeftButton)
+    rating = Store(store.path).rating_for_turn(turn.id)
+    assert rating["verdict"] == "likely_left"
+    assert rating["right_reply_id"] == turn.reply_on("right").reply_id  # the new reply
