@@ -168,12 +168,14 @@ def dequantize_gguf(gguf_path: Path, *, dtype=None) -> Path:
                     "dtype": str(dtype).replace("torch.", ""),
                     "convert_s": round(time.perf_counter() - started, 2)}
             (tmp / MARKER).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            if is_cached(target):  # another process finished first: keep its copy
+                return target
             if target.exists():  # an incomplete leftover from an older crash
                 shutil.rmtree(target, ignore_errors=True)
             try:
                 os.replace(tmp, target)
             except OSError:
-                if not is_cached(target):  # another process won the race: keep theirs
+                if not is_cached(target):  # unless another process just won the race
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
