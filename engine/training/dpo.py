@@ -42,6 +42,8 @@ class PairSettings:
     sample_temperature: float = opt(0.9, "sampling temperature for pair replies", 0.0, 5.0)
     sample_top_p: float = opt(0.95, "nucleus sampling for pair replies", 0.01, 1.0)
     sample_max_tokens: int = opt(48, "longest sampled reply in tokens", 4, 4096)
+    sample_threads: int = opt(1, "llama.cpp threads for sampling (more can be slower on a busy machine)",
+                              0, 256)
 
 
 @dataclass
@@ -75,7 +77,7 @@ PRESETS = {
     "smoke": dict(n_prompts=4, k=2, margin=0.0, max_steps=2, batch_size=2, sample_max_tokens=12,
                   max_length=96, verdict_prompts=2, save_steps=1, lora_r=4, lora_alpha=8.0,
                   min_pairs=1, sampler="transformers"),
-    "default": dict(n_prompts=64, k=4, max_pairs_per_prompt=2, max_steps=30, batch_size=4,
+    "default": dict(n_prompts=48, k=4, max_pairs_per_prompt=2, max_steps=30, batch_size=4,
                     learning_rate=2e-4, sample_max_tokens=40, max_length=160, save_steps=10,
                     verdict_prompts=0, verdict_seeds=1),
 }
@@ -142,7 +144,7 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
             pair_set, pairs = cfg.pair_set, P.load(store, cfg.pair_set)
             record.set_lineage(P.lineage(pair_set, pairs, reward, {"reused": True}))
         else:
-            sampler = policy.pick_sampler(cfg.sampler, base, model, tok, cfg.threads)
+            sampler = policy.pick_sampler(cfg.sampler, base, model, tok, cfg.sample_threads)
             adapter = None
             if parent:
                 adapter = parent.get("gguf_path") if sampler.name == "llamacpp" else "default"
@@ -192,12 +194,12 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
         verdict = None
         if cfg.verdict:
             state.progress(85, units, "verdict", force=True)
-            vs = policy.pick_sampler(cfg.sampler, base, peft_model, tok, cfg.threads)
+            vs = policy.pick_sampler(cfg.sampler, base, peft_model, tok, cfg.sample_threads)
             sampler = vs
             new = adapter_row["gguf_path"] if vs.name == "llamacpp" else "default"
             if vs.name == "llamacpp" and not new:
                 policy.close(vs)
-                sampler = vs = policy.pick_sampler("transformers", base, peft_model, tok, cfg.threads)
+                sampler = vs = policy.pick_sampler("transformers", base, peft_model, tok)
                 new = "default"
             dialogues = prompt_sets.canary_dialogues()
             ppl = (lambda on: canary_perplexity(peft_model, tok, dialogues, on)) if cfg.canary else None

@@ -60,8 +60,11 @@ def with_adapter(model, parent_peft: str | None, cfg):
     return get_peft_model(model, lora_config(cfg))
 
 
-def pick_sampler(choice: str, base: Base, model, tokenizer, threads: int):
-    """llama.cpp for speed when the base is a GGUF file, else transformers."""
+def pick_sampler(choice: str, base: Base, model, tokenizer, threads: int = 1):
+    """llama.cpp for speed when the base is a GGUF file, else transformers.
+
+    One llama.cpp thread with two sequences per decode is the default: on a
+    shared 2-core machine more threads spin-wait and run many times slower."""
     if choice == "llamacpp" or (choice == "auto" and base.kind == "gguf" and gguf_available()):
         return LlamaSampler(base.gguf, n_threads=threads or None)
     return HFSampler(model, tokenizer)
