@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                               QVBoxLayout, QWidget)
+                               QSizePolicy, QVBoxLayout, QWidget)
 
 from studio.conversation import Reply, Turn
 from studio.session import CompareSession
 
 FLUSH_MS = 40  # streamed text is redrawn at most this often
+PROMPT_SHOWN = 1200  # longer prompts are shown cut (the whole text is in the tooltip)
+
+
+def shown_prompt(prompt: str) -> str:
+    if len(prompt) <= PROMPT_SHOWN:
+        return prompt
+    return f"{prompt[:PROMPT_SHOWN].rstrip()} … [{len(prompt) - PROMPT_SHOWN:,} more characters]"
 
 
 def _label(name: str, text: str = "", selectable: bool = False, plain: bool = True) -> QLabel:
@@ -30,7 +37,9 @@ class TurnView(QFrame):
         super().__init__(parent)
         self.setObjectName("turnView")
         self.turn_caption = _label("turnCaption", f"Turn {turn.idx + 1}")
-        self.prompt = _label("promptText", turn.prompt, selectable=True)
+        self.prompt = _label("promptText", shown_prompt(turn.prompt), selectable=True)
+        if len(turn.prompt) > PROMPT_SHOWN:
+            self.prompt.setToolTip(turn.prompt[:20000])
         self.model_caption = _label("modelCaption")
         self.reply = _label("replyText", selectable=True)
         self.stats = _label("statsLine")
@@ -93,6 +102,7 @@ class ChatPane(QFrame):
         self.side_label = _label("paneSide", side.capitalize())
         self.model_label = _label("paneModel")
         self.model_label.setWordWrap(False)
+        self.model_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop this pane's reply (Esc stops both)")
         self.regen_button = QPushButton("Regenerate")

@@ -40,7 +40,7 @@ QDockWidget::title {{ padding: 4px 8px; background: #e9ecf0; color: #4a5568; }}
 #ratingSaved[tone="ok"] {{ color: #2f855a; font-weight: 600; }}
 #ratingSaved[tone="warn"] {{ color: #b7791f; }}
 #ratingSaved[tone="error"] {{ color: #c53030; font-weight: 600; }}
-QPushButton#verdictButton {{ padding: 5px 10px; border: 1px solid #cbd2da; border-radius: 4px;
+QPushButton#verdictButton {{ padding: 5px 8px; border: 1px solid #cbd2da; border-radius: 4px;
                              background: #f8f9fb; color: #2d3748; }}
 QPushButton#verdictButton:hover {{ background: #edf2f7; }}
 QPushButton#verdictButton:checked {{ background: {ACCENT}; border-color: {ACCENT}; color: white; }}
