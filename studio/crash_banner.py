@@ -28,11 +28,16 @@ class CrashBanner(QFrame):
         layout.addWidget(self.restart_button)
         self.hide()
 
-    def show_crash(self, reason: str, tail: str = "") -> None:
-        """Show ``reason`` (e.g. 'The engine stopped (signal 9).')."""
-        self.message.setText(f"<b>{_esc(reason)}</b> Everything saved is kept; replies that "
-                             "were streaming are marked interrupted.")
-        self.message.setToolTip(tail or reason)
+    def show_crash(self, reason: str, tail: list[str] | None = None) -> None:
+        """Show ``reason`` (e.g. 'The engine stopped (signal 9).') and the
+        engine's last words, which often name the cause (an assert, OOM)."""
+        text = (f"<b>{_esc(reason)}</b> Everything saved is kept; replies that were streaming "
+                "are marked interrupted.")
+        if tail:
+            text += (f"<br><span style='color:#9b6b6b; font-size:8.5pt'>Last engine output: "
+                     f"{_esc(tail[-1][:300])}</span>")
+        self.message.setText(text)
+        self.message.setToolTip("\n".join(tail or []) or reason)
         self.show()
 
 

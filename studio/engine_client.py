@@ -78,6 +78,10 @@ class EngineClient(QObject):
     def in_flight(self) -> dict[str, str]:
         return dict(self._in_flight)
 
+    def stderr_tail(self) -> list[str]:
+        """The engine's last stderr lines (kept to explain a crash)."""
+        return [line for line in self._stderr_tail if line.strip()]
+
     def start(self) -> None:
         """Start the engine process (a no-op while one is running)."""
         if self._proc is not None and self._proc.state() != QProcess.ProcessState.NotRunning:

@@ -302,7 +302,8 @@ class MainWindow(QMainWindow):
                                    + (f"  <span style='color:#a0aec0'>pid {pid}</span>"
                                       if pid else ""))
         if state == "crashed":
-            self.banner.show_crash(self.client.crash_message or "The engine stopped.")
+            self.banner.show_crash(self.client.crash_message or "The engine stopped.",
+                                   self.client.stderr_tail())
             self.docks["log"].show()
             for slot, picker in self.pickers.items():
                 picker.set_status("idle", "engine not running")

@@ -152,6 +152,8 @@ def test_engine_crash_keeps_everything_and_restarts(qtbot, make_window, store):
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
     assert "The engine stopped (signal 9)." in window.banner.message.text()
     assert "Everything saved is kept" in window.banner.message.text()
+    assert "Last engine output: fake engine ready" in window.banner.message.text()
+    assert window.docks["log"].isVisible()
     assert "crashed" in window.engine_status.text()
     turn = window.session.latest
     assert {r.status for r in turn.replies.values()} == {"interrupted"}

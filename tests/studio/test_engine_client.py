@@ -98,6 +98,7 @@ def test_kill_9_crashes_fails_in_flight_then_restart_works(qtbot, started):
     os.kill(client.pid(), signal.SIGKILL)
     qtbot.waitUntil(lambda: client.state == "crashed", timeout=10000)
     assert "signal 9" in client.crash_message
+    assert "fake engine ready" in client.stderr_tail()  # its last words are kept
     assert rec.errors[cid]["kind"] == "engine_crashed"
     assert client.in_flight() == {}
     late = generate(client)  # refused plainly while the engine is down
