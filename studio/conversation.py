@@ -150,5 +150,9 @@ def turns_from_store(conv: dict) -> list[Turn]:
                 status=rep.get("status") or "done", finish_reason=rep.get("finish_reason") or "",
                 stats=stats, reply_id=rep["id"], error=rep.get("error") or "")
             turn.sampling = rep.get("sampling") if isinstance(rep.get("sampling"), dict) else {}
+        if turn.rating is not None:  # rated before a reply was regenerated
+            current = {r.reply_id for r in turn.replies.values()}
+            turn.rating_stale = {turn.rating.get("left_reply_id"),
+                                 turn.rating.get("right_reply_id")} != current
         turns.append(turn)
     return turns

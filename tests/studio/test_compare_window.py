@@ -205,3 +205,20 @@ def test_regenerating_a_rated_turn_asks_for_a_new_rating(qtbot, make_window, sto
     rating = Store(store.path).rating_for_turn(turn.id)
     assert rating["verdict"] == "likely_left"
     assert rating["right_reply_id"] == turn.reply_on("right").reply_id  # the new reply
+
+
+def test_digits_typed_in_settings_or_prompt_do_not_rate(qtbot, make_window, store):
+    window = make_window()
+    send(qtbot, window, "hi")
+    turn = wait_turn_done(qtbot, window)
+    focus_away_from_text(qtbot, window)
+    window.sampling.max_tokens.setFocus()
+    window.sampling.max_tokens.lineEdit().selectAll()
+    qtbot.keyClicks(window.sampling.max_tokens, "64")
+    window.prompt.setFocus()
+    qtbot.keyClicks(window.prompt, "12345")
+    assert window.sampling.max_tokens.value() == 64
+    assert window.prompt.toPlainText() == "12345"
+    assert Store(store.path).rating_for_turn(turn.id) is None
+    qtbot.keyClick(window.prompt, Qt.Key.Key_3, Qt.KeyboardModifier.AltModifier)
+    assert Store(store.path).rating_for_turn(turn.id)["verdict"] == "tie"
