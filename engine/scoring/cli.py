@@ -1,0 +1,220 @@
+"""``hal score``, ``hal fit``, ``hal distill`` and ``hal bench score``.
+
+The main ``hal`` command calls ``register(subparsers)`` and
+``register_bench(bench_subparsers)``; ``python -m engine.scoring.cli`` runs
+the same commands on their own. With ``--json`` every result is one JSON line
+on stdout; a per-item problem is a line ``{"id": ..., "error": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from engine.errors import EngineError
+from engine.scoring.importers import load_any
+from engine.scoring.judges import RatingError, available_judges, get_judge
+from engine.scoring.score import score_ratings
+from engine.scoring.traits import load_questionnaire, load_weights
+
+
+def _emit(obj: dict, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        print(json.dumps(obj, ensure_ascii=False), flush=True)
+    elif text is not None:
+        print(text, flush=True)
+
+
+def _judge(args, questionnaire):
+    opts = {"questionnaire": questionnaire, "cache": not getattr(args, "no_cache", False)}
+    if getattr(args, "model", None):
+        opts["model"] = args.model
+    return get_judge(args.judge, **opts)
+
+
+def cmd_score(args) -> int:
+    q = load_questionnaire(args.questionnaire)
+    w = load_weights(args.weights)
+    judge = _judge(args, q)
+    data = load_any(args.path)
+    for p in data.problems:
+        _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
+    failures = 0
+    ratings = judge.rate_many(data.dialogues)
+    for d, r in zip(data.dialogues, ratings):
+        if isinstance(r, RatingError):
+            failures += 1
+            _emit({"id": d.id, "error": r.message}, args.json, f"{d.id}: {r.message}")
+            continue
+        try:
+            s = score_ratings(r, w, q)
+        except EngineError as exc:
+            failures += 1
+            _emit({"id": d.id, "error": exc.message}, args.json, f"{d.id}: {exc.message}")
+            continue
+        line = {"id": d.id}
+        if d.label is not None:
+            line["label"] = d.label
+        line.update(s.as_json())
+        line["judge"] = judge.judge_id
+        if d.group is not None:
+            line["group"] = d.group
+        _emit(line, args.json, f"{d.id}\t{s.score:+.3f}\tp={s.probability:.3f}" + (f"\t{d.label}" if d.label else ""))
+    return 0 if failures == 0 else 3
+
+
+def _fit_ratings(judge, dialogues):
+    """Ratings to fit on, and how many were out-of-fold ratings of the judge's own training items."""
+    if hasattr(judge, "fit_ratings"):
+        return judge.fit_ratings(dialogues)
+    return judge.rate_many(dialogues), 0
+
+
+def cmd_fit(args) -> int:
+    from engine.scoring.fit import FitConfig, build_table, cross_validate, save_fit
+    from engine.scoring.heldout import evaluate_heldout
+
+    q = load_questionnaire(args.questionnaire)
+    config = FitConfig(penalty=args.penalty, C=args.C, folds=args.folds, repeats=args.repeats,
+                       select=args.select, seed=args.seed)
+    data = load_any(args.path)
+    for p in data.problems:
+        _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
+    if args.heldout:
+        judge = "distilled" if args.judge == "distilled" else "lexical"
+        report = evaluate_heldout(data.dialogues, judge, questionnaire=q, config=config,
+                                  outer_folds=args.outer_folds, repeats=args.repeats, seed=args.seed)
+        _emit(report, args.json, json.dumps(report, indent=1))
+        return 0
+    name = "precomputed" if args.precomputed else args.judge
+    judge = get_judge(name, questionnaire=q, cache=not args.no_cache,
+                      **({"model": args.model} if args.model else {}))
+    ratings, from_oof = _fit_ratings(judge, data.dialogues)
+    table, problems = build_table(data.dialogues, ratings, q.trait_ids)
+    for p in problems:
+        _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
+    report = cross_validate(table, config)
+    report.update({"judge": judge.judge_id, "questionnaire": q.ref, "out_of_fold_ratings": from_oof})
+    if not args.no_save:
+        saved = save_fit(report, q, judge=judge.judge_id, source=str(args.path), config=config,
+                         weights_id=args.save_as)
+        report["saved_weights"] = saved.ref
+    _emit(report, args.json, json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from engine.scoring.judges.distilled import fit_distilled, save_model
+
+    q = load_questionnaire(args.questionnaire)
+    data = load_any(args.path)
+    for p in data.problems:
+        _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
+    rated = [d for d in data.dialogues if d.ratings]
+    model, _ = fit_distilled(rated, [d.ratings for d in rated], q.trait_ids, alpha=args.alpha, folds=args.folds,
+                             model_id=args.save_as, source=args.source or Path(args.path).stem)
+    save_model(model)
+    report = {"model": model.id, "judge": f"distilled:{model.id}", "n": len(rated), "traits": model.trait_ids,
+              **{k: v for k, v in model.meta.items() if k != "format_version"}}
+    _emit(report, args.json, json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from engine.scoring.bench import bench_score
+
+    report = bench_score(path=args.path, repeat=args.repeat)
+    _emit(report, args.json, json.dumps(report, indent=1))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--questionnaire", default="hal32", help="questionnaire id, id@version or file (default hal32)")
+    p.add_argument("--model", default=None, help="judge-specific model (e.g. a distilled judge id)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the rating cache")
+    p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+
+
+def register(subparsers) -> None:
+    """Add ``score``, ``fit`` and ``distill`` to the ``hal`` command."""
+    judges = sorted(set(available_judges()) | {"lexical", "distilled", "llm", "api"})
+    p = subparsers.add_parser("score", help="score each rated speaker of a file")
+    p.add_argument("path", help="Turing CSV, before/after CSV or JSONL dialogues")
+    p.add_argument("--judge", default="lexical", choices=judges)
+    p.add_argument("--weights", default="hal16_published", help="weights id, id@version or file")
+    _common(p)
+    p.set_defaults(func=_guarded(cmd_score))
+
+    p = subparsers.add_parser("fit", help="learn trait weights that tell humans from AIs")
+    p.add_argument("path")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--judge", default="lexical", choices=judges)
+    g.add_argument("--precomputed", action="store_true", help="use the ratings stored in the file")
+    p.add_argument("--penalty", default="l1", choices=["l1", "l2"])
+    p.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength")
+    p.add_argument("--select", type=int, default=None, metavar="K", help="keep the K traits of largest |weight|")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--heldout", action="store_true",
+                   help="nested test on held-out games for a local judge (lexical or distilled)")
+    p.add_argument("--outer-folds", type=int, default=5, help="outer game-grouped splits for --heldout")
+    p.add_argument("--save-as", default=None, help="weights id to save under (default fit-JUDGE)")
+    p.add_argument("--no-save", action="store_true")
+    _common(p)
+    p.set_defaults(func=_guarded(cmd_fit))
+
+    p = subparsers.add_parser("distill", help="fit a distilled judge to a file's precomputed ratings")
+    p.add_argument("path")
+    p.add_argument("--alpha", type=float, default=3.0, help="ridge strength")
+    p.add_argument("--folds", type=int, default=5, help="game-grouped folds for the held-out correlations")
+    p.add_argument("--source", default=None, help="a name for whose ratings these are (default: file name)")
+    p.add_argument("--save-as", default=None, help="model id (default SOURCE-TIMESTAMP)")
+    _common(p)
+    p.set_defaults(func=_guarded(cmd_distill))
+
+
+def register_bench(bench_subparsers) -> None:
+    """Add ``score`` under ``hal bench``."""
+    p = bench_subparsers.add_parser("score", help="replies per second of each local judge")
+    p.add_argument("--path", default=None, help="Turing CSV to time on (default: the shared file)")
+    p.add_argument("--repeat", type=int, default=3, help="timing runs per judge; the best is kept")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guarded(cmd_bench))
+
+
+def run(func, args) -> int:
+    """Run a command; an expected error is one line (JSON with --json) and exit code 2."""
+    try:
+        return func(args)
+    except EngineError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.as_content()}), flush=True)
+        print(f"error: {exc.message}" + (f" ({exc.detail})" if exc.detail else ""), file=sys.stderr)
+        return 2
+
+
+def _guarded(func):
+    """Wrap a command so whoever calls ``args.func(args)`` gets the error handling too."""
+    def call(args) -> int:
+        return run(func, args)
+    call.__name__ = func.__name__
+    return call
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="python -m engine.scoring.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    bench = sub.add_parser("bench", help="timings").add_subparsers(dest="bench_command", required=True)
+    register_bench(bench)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
