@@ -10,6 +10,8 @@ from studio.conversation import Reply, Turn
 from studio.session import CompareSession
 
 FLUSH_MS = 40  # streamed text is redrawn at most this often
+EMPTY_HINTS = {"left": "Write a prompt below and press Ctrl+Enter: both models answer at once.",
+               "right": "When both replies are in, rate the turn: keys 1–5, or 0 if both are bad."}
 PROMPT_SHOWN = 1200  # longer prompts are shown cut (the whole text is in the tooltip)
 
 
@@ -28,6 +30,35 @@ def _label(name: str, text: str = "", selectable: bool = False, plain: bool = Tr
     if selectable:
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
+
+
+class ElidedLabel(QLabel):
+    """One line of text that ends in '…' when the pane is narrow."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.setObjectName(name)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._full = ""
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
+        self._full = text
+        self.setToolTip(text)
+        super().setText(text)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+                                              max(self.width(), 10))
+        if shown != super().text():
+            super().setText(shown)
 
 
 class TurnView(QFrame):
@@ -100,12 +131,12 @@ class ChatPane(QFrame):
         self.views: list[TurnView] = []
         self._dirty: set[int] = set()
         self.side_label = _label("paneSide", side.capitalize())
-        self.model_label = _label("paneModel")
-        self.model_label.setWordWrap(False)
-        self.model_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.model_label = ElidedLabel("paneModel")
         self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("paneButton")
         self.stop_button.setToolTip("Stop this pane's reply (Esc stops both)")
         self.regen_button = QPushButton("Regenerate")
+        self.regen_button.setObjectName("paneButton")
         self.regen_button.setToolTip("Replace this pane's reply to the last turn")
         self.stop_button.clicked.connect(lambda: self.sig_stop_requested.emit(self.side))
         self.regen_button.clicked.connect(lambda: self.sig_regenerate_requested.emit(self.side))
@@ -122,7 +153,7 @@ class ChatPane(QFrame):
         self.body_layout = QVBoxLayout(self.body)
         self.body_layout.setContentsMargins(16, 8, 16, 8)
         self.body_layout.setSpacing(6)
-        self.empty = _label("emptyHint", "Replies shown on this side appear here.")
+        self.empty = _label("emptyHint", EMPTY_HINTS[side])
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.body_layout.addWidget(self.empty)
         self.body_layout.addStretch(1)
@@ -214,7 +245,6 @@ class ChatPane(QFrame):
             text = (f"Model {slot.upper()} · {reply.model_label if reply else ''}"
                     if turn.revealed else "Model ?  (revealed after you rate)")
         self.model_label.setText(text)
-        self.model_label.setToolTip(text)
         live = bool(turn and (reply := turn.reply_on(self.side)) and reply.live)
         self.stop_button.setEnabled(live)
         self.regen_button.setEnabled(turn is not None and not live

@@ -70,6 +70,17 @@ class HistoryPanel(QListWidget):
         self.itemDoubleClicked.connect(self.on_double_clicked)
         self.current_id: str | None = None
 
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().paintEvent(event)
+        if self.count() == 0:
+            painter = QPainter(self.viewport())
+            painter.setPen(QColor("#8a94a3"))
+            painter.drawText(self.viewport().rect().adjusted(12, 12, -12, -12),
+                             Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
+                             "No conversations yet. Every prompt you send is kept here; "
+                             "double-click one to reopen it.")
+            painter.end()
+
     def set_conversations(self, rows: list[dict], current_id: str | None = None) -> None:
         self.current_id = current_id
         self.clear()

@@ -325,7 +325,7 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._size_docks)
 
     def _size_docks(self) -> None:
-        self.resizeDocks([self.docks["history"], self.docks["sampling"]], [280, 300],
+        self.resizeDocks([self.docks["history"], self.docks["sampling"]], [250, 260],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["log"]], [150], Qt.Orientation.Vertical)
 

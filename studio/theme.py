@@ -52,6 +52,7 @@ QPlainTextEdit#promptBox {{ background: #ffffff; border: 1px solid #cbd2da; bord
                             padding: 4px; }}
 QPlainTextEdit#promptBox:focus {{ border-color: {ACCENT}; }}
 QPlainTextEdit#logPanel {{ background: #1e2329; color: #d5dae0; border: none; }}
+QPushButton#paneButton {{ padding: 3px 10px; }}
 #engineStatus {{ padding: 0 8px; }}
 QPushButton#logToggle {{ border: none; color: #4a5568; padding: 2px 8px; }}
 QPushButton#logToggle:checked {{ color: #2b6cb0; }}
