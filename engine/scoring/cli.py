@@ -42,7 +42,8 @@ def cmd_score(args) -> int:
     data = load_any(args.path)
     for p in data.problems:
         _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
-    failures = 0
+    # Exit code 3 says "finished, but some items were not scored" (each has an error line).
+    failures = sum(1 for p in data.problems if not p.kept)
     ratings = judge.rate_many(data.dialogues)
     for d, r in zip(data.dialogues, ratings):
         if isinstance(r, RatingError):

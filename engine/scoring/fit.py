@@ -165,7 +165,7 @@ def save_fit(report: dict, questionnaire: Questionnaire, *, judge: str, source: 
              weights_id: str | None = None) -> Weights:
     """Store the refit weights as a new weights version that says how it was made."""
     w = Weights(
-        id=weights_id or f"fit-{judge.split(':')[0]}", version=None,
+        id=weights_id or f"fit-{judge.split(':')[0].split('@')[0]}", version=None,
         name=f"Fitted on {judge} ratings", weights={int(k): v for k, v in report["weights"].items()},
         bias=report["bias"], questionnaire=questionnaire.ref,
         description="Logistic regression on trait ratings; the score is the logit of 'human'.",

@@ -37,9 +37,13 @@ QWEN_RATING_IDS = [1, 5, 10, 3, 4, 17, 7, 20, 8, 16, 26, 2, 11, 18, 22, 29]
 class Problem:
     item: str
     reason: str
+    kept: bool = False  # True when the item was still imported (e.g. without its ratings)
 
     def as_json(self) -> dict:
-        return {"id": self.item, "error": self.reason}
+        out = {"id": self.item, "error": self.reason}
+        if self.kept:
+            out["kept"] = True
+        return out
 
 
 @dataclass
@@ -108,7 +112,7 @@ def load_turing_csv(path: str | Path) -> Imported:
                 try:
                     ratings = _ratings(raw, TURING_RATING_IDS)
                 except (ValueError, TypeError) as exc:
-                    out.problems.append(Problem(item, f"precomputed ratings unreadable ({exc}); kept without them"))
+                    out.problems.append(Problem(item, f"precomputed ratings unreadable ({exc}); kept without them", kept=True))
             raw_label = row.get(f"label_{side}")
             out.dialogues.append(Dialogue(
                 id=item, turns=tuple(turns), rated_speaker="W", label=normalise_label(raw_label),
@@ -137,7 +141,7 @@ def load_dialogue_csv(path: str | Path, speaker: str = "P") -> Imported:
             try:
                 ratings = _ratings(raw, QWEN_RATING_IDS)
             except (ValueError, TypeError) as exc:
-                out.problems.append(Problem(item, f"precomputed ratings unreadable ({exc}); kept without them"))
+                out.problems.append(Problem(item, f"precomputed ratings unreadable ({exc}); kept without them", kept=True))
         out.dialogues.append(Dialogue(
             id=item, turns=tuple(turns), rated_speaker=speaker, label=normalise_label(row.get("label")),
             group=(row.get("group") or None), ratings=ratings, meta={"row": index + 2},

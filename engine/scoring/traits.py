@@ -63,7 +63,8 @@ class Questionnaire:
 
     # Edits return a new, unsaved questionnaire that remembers its parent.
     def _edited(self, traits: Iterable[Trait]) -> "Questionnaire":
-        return replace(self, traits=tuple(traits), version=None, parent=self.ref)
+        parent = self.ref if self.version is not None else self.parent
+        return replace(self, traits=tuple(traits), version=None, parent=parent)
 
     def add_trait(self, name: str, statement: str, theme: str = "", trait_id: int | None = None) -> "Questionnaire":
         """New ids start above 32 so they never collide with the paper's trait ids."""
