@@ -15,7 +15,7 @@ from engine.training import policy, prompts as prompt_sets
 from engine.training.config import ConfigError, LoraSettings, from_dict, opt, to_dict, validate
 from engine.training.rounds import (RoundRecord, check_disk, exclusive, get_adapter, get_round,
                                     sweep_temp_adapters, write_adapter)
-from engine.training.runner import TrainSettings
+from engine.training.runner import TrainSettings, finish_policy_round
 
 KIND = "dpo"
 
@@ -122,7 +122,6 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
     from engine.training.reward import load_reward
     from engine.training.runner import summary_metrics, train
     from engine.training.sampling import SampleSettings
-    from engine.training.verdict import canary_perplexity, run_verdict
 
     t0 = time.perf_counter()
     units = 100.0
@@ -185,36 +184,8 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
             record.finish("cancelled", "cancelled by the researcher; resume to continue")
             return {"round_id": record.id, "cancelled": True, "steps": outcome["steps"],
                     "checkpoint": outcome.get("resumed_from"), "metrics": _public(metrics)}
-        peft_model = trainer.model
-        adapter_row = write_adapter(store, _only_default(peft_model), record.id, base.source, base.gguf,
-                                    {**record.lineage, "round_kind": KIND,
-                                     "parent_adapter": parent and parent["id"]})
-        record.set(adapter_id=adapter_row["id"])
-        # 3. verdict
-        verdict = None
-        if cfg.verdict:
-            state.progress(85, units, "verdict", force=True)
-            vs = policy.pick_sampler(cfg.sampler, base, peft_model, tok, cfg.sample_threads)
-            sampler = vs
-            new = adapter_row["gguf_path"] if vs.name == "llamacpp" else "default"
-            if vs.name == "llamacpp" and not new:
-                policy.close(vs)
-                sampler = vs = policy.pick_sampler("transformers", base, peft_model, tok)
-                new = "default"
-            dialogues = prompt_sets.canary_dialogues()
-            ppl = (lambda on: canary_perplexity(peft_model, tok, dialogues, on)) if cfg.canary else None
-            verdict = run_verdict(heldout, vs, reward, None, new, cfg.verdict_seeds, 1234 + cfg.seed,
-                                  None, ppl, state.cancelled,
-                                  lambda d, t: state.progress(85 + 15 * d / t, units, f"verdict {d}/{t}"))
-            if verdict.get("cancelled"):
-                verdict = None
-        seconds = round(time.perf_counter() - t0, 2)
-        metrics["round_seconds"] = seconds
-        record.finish("done", None, metrics=metrics, verdict=verdict)
-        state.progress(units, units, "done", force=True)
-        return {"round_id": record.id, "adapter": adapter_row["id"], "adapter_path": adapter_row["peft_path"],
-                "gguf_path": adapter_row["gguf_path"], "seconds": seconds, "steps": outcome["steps"],
-                "metrics": _public(metrics), "verdict": verdict}
+        return finish_policy_round(cfg, state, store, record, base, trainer.model, tok, heldout, reward,
+                                   outcome, metrics, t0, units, KIND, parent)
     finally:
         if sampler is not None:
             policy.close(sampler)
@@ -222,14 +193,6 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
 
 def _public(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "history"}
-
-
-def _only_default(peft_model):
-    """Save only the trained adapter (TRL adds a frozen 'ref' copy when continuing)."""
-    class _Saver:
-        def save_pretrained(self, path):
-            peft_model.save_pretrained(path, selected_adapters=["default"])
-    return _Saver()
 
 
 def _trainer(cfg, state, record, model, tok, parent, dataset, units):

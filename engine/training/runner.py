@@ -71,3 +71,50 @@ def summary_metrics(callback: JobCallback, extra: dict | None = None) -> dict:
     out["history"] = callback.history[-200:]
     out.update(extra or {})
     return out
+
+
+def _only_default(peft_model):
+    """Save only the trained adapter (TRL adds a frozen 'ref' copy when continuing)."""
+    class _Saver:
+        def save_pretrained(self, path):
+            peft_model.save_pretrained(path, selected_adapters=["default"])
+    return _Saver()
+
+
+def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldout, reward, outcome,
+                        metrics, t0, units, kind, parent) -> dict:
+    """Write the adapter (atomically, PEFT + GGUF LoRA), judge it, close the round row."""
+    from engine.training import policy
+    from engine.training import prompts as prompt_sets
+    from engine.training.rounds import write_adapter
+    from engine.training.verdict import canary_perplexity, run_verdict
+
+    adapter_row = write_adapter(store, _only_default(peft_model), record.id, base.source, base.gguf,
+                                {**record.lineage, "round_kind": kind,
+                                 "parent_adapter": parent and parent["id"]})
+    record.set(adapter_id=adapter_row["id"])
+    verdict = None
+    if cfg.verdict:
+        state.progress(0.85 * units, units, "verdict", force=True)
+        vs = policy.pick_sampler(cfg.sampler, base, peft_model, tok, cfg.sample_threads)
+        new = adapter_row["gguf_path"] if vs.name == "llamacpp" else "default"
+        if vs.name == "llamacpp" and not new:
+            policy.close(vs)
+            vs, new = policy.pick_sampler("transformers", base, peft_model, tok), "default"
+        try:
+            dialogues = prompt_sets.canary_dialogues()
+            ppl = (lambda on: canary_perplexity(peft_model, tok, dialogues, on)) if cfg.canary else None
+            verdict = run_verdict(
+                heldout, vs, reward, None, new, cfg.verdict_seeds, 1234 + cfg.seed, None, ppl, state.cancelled,
+                lambda d, t: state.progress(units * (0.85 + 0.15 * d / t), units, f"verdict {d}/{t}"))
+        finally:
+            policy.close(vs)
+        if verdict.get("cancelled"):
+            verdict = None
+    seconds = round(time.perf_counter() - t0, 2)
+    metrics["round_seconds"] = seconds
+    record.finish("done", None, metrics=metrics, verdict=verdict)
+    state.progress(units, units, "done", force=True)
+    return {"round_id": record.id, "adapter": adapter_row["id"], "adapter_path": adapter_row["peft_path"],
+            "gguf_path": adapter_row["gguf_path"], "seconds": seconds, "steps": outcome["steps"],
+            "metrics": {k: v for k, v in metrics.items() if k != "history"}, "verdict": verdict}

@@ -36,3 +36,25 @@ def test_smoke_round_writes_adapter_and_verdict(tiny_model_dir, tiny_gguf, fake_
     assert state.of_type("progress")[-1]["done"] == state.of_type("progress")[-1]["total"]
     adapters = store.db["adapters"].rows_where("round_id = ?", [out["round_id"]])
     assert [a["usable"] for a in adapters] == [1]
+
+
+def test_online_rl_round_streams_reward_and_kl(tiny_model_dir, tiny_gguf, fake_reward, store):
+    from engine.training import grpo
+
+    state = RecordingState()
+    cfg = grpo.make_config("smoke", {"model": str(tiny_model_dir), "base_gguf": str(tiny_gguf), "threads": 1})
+    out = grpo.run(cfg, state, store)
+    assert out["steps"] == 2 and Path(out["adapter_path"]).is_dir()
+    names = {c["name"] for c in state.of_type("metric")}
+    assert {"reward", "reward_std", "kl"} <= names
+    assert store.db["rounds"].get(out["round_id"])["kind"] == "online"
+    assert out["verdict"]["base"]["ci"]
+
+
+def test_length_guard_penalises_empty_and_runaway():
+    from engine.training import grpo
+
+    cfg = grpo.make_config("smoke", {"min_words": 1, "max_words": 10})
+    funcs, weights = grpo.reward_functions(None, cfg)
+    guard = funcs[1]
+    assert guard([[]] * 3, ["", "ok sure", " ".join(["w"] * 20)]) == [-1.0, -0.0, -1.0]

@@ -1,0 +1,114 @@
+"""``hal bench train``: the cost of our job machinery around a TRL DPO step.
+
+The same DPO steps run in a plain TRL script and inside the studio's job
+machinery (a worker thread, the JobCallback streaming progress and metrics as
+encoded protocol messages, cancel checks), alternating to spread machine noise
+over both. ``PROBES`` is the hook for the GUI's responsiveness measurement:
+each probe is called with "start" before our run and "stop" after it, and what
+"stop" returns is added to the result.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Callable
+
+PROBES: list[Callable[[str], dict | None]] = []
+
+
+def _dataset(n: int = 64):
+    from engine.training.pairs import Pair, to_dataset
+    from engine.training.prompts import load
+
+    prompts = load().split("train")[:n]
+    short = ["lol same", "nah not really", "haha yeah", "ugh right?", "idk tbh"]
+    long = ("Thank you for reaching out! That is a great question, and there are many things to consider. "
+            "As an AI, I do not have personal experiences, but I am happy to help you with anything.")
+    return to_dataset([Pair(p.as_messages(), short[i % 5], long, prompt_id=p.id) for i, p in enumerate(prompts)])
+
+
+def _args(out: str, steps: int, batch: int):
+    from trl import DPOConfig
+
+    from engine.training.dpo import DPORoundConfig
+    from engine.training.runner import training_args
+
+    cfg = DPORoundConfig(max_steps=steps, batch_size=batch, save_steps=10**6, max_length=160)
+    return training_args(DPOConfig, cfg, out, beta=0.1, max_length=160, save_strategy="no"), cfg
+
+
+def _plain(model, tok, ds, out, steps, batch):
+    """What a researcher's own script does: DPOTrainer(...).train()."""
+    from trl import DPOTrainer
+
+    from engine.training.policy import lora_config
+
+    args, cfg = _args(out, steps, batch)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         peft_config=lora_config(cfg))
+    t0 = time.perf_counter()
+    trainer.train()
+    dt = time.perf_counter() - t0
+    return dt, trainer.model.unload()
+
+
+def _ours(model, tok, ds, out, steps, batch):
+    """The same, on a job worker thread with our callback and protocol encoding."""
+    from trl import DPOTrainer
+
+    from engine.jobs import JobState
+    from engine.protocol import Message
+    from engine.training.callbacks import JobCallback
+    from engine.training.policy import lora_config
+
+    sink = []
+    state = JobState(lambda t, c: sink.append(Message(type=t, content=c, parent="bench").encode()))
+    args, cfg = _args(out, steps, batch)
+    cb = JobCallback(state, "DPO", 0, 1, 1)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         peft_config=lora_config(cfg), callbacks=[cb])
+    result = {}
+
+    def work():
+        t0 = time.perf_counter()
+        trainer.train()
+        result["dt"] = time.perf_counter() - t0
+
+    worker = threading.Thread(target=work, name="job-bench")
+    worker.start()
+    worker.join()
+    return result["dt"], trainer.model.unload()
+
+
+def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, repeats: int = 2,
+                threads: int = 2) -> dict:
+    import tempfile
+
+    import torch
+
+    from engine.training import policy
+
+    policy.set_threads(threads)
+    base = policy.resolve(model_source)
+    model, tok = policy.load(base)
+    ds = _dataset()
+    plain, ours, extra = [], [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            torch.manual_seed(r)
+            dt, model = _plain(model, tok, ds, f"{tmp}/plain{r}", steps, batch)
+            plain.append(dt)
+            for probe in PROBES:
+                probe("start")
+            torch.manual_seed(r)
+            dt, model = _ours(model, tok, ds, f"{tmp}/ours{r}", steps, batch)
+            ours.append(dt)
+            for probe in PROBES:
+                extra.update(probe("stop") or {})
+    p, o = statistics.median(plain), statistics.median(ours)
+    return {"model": base.source, "steps": steps, "batch_size": batch, "repeats": repeats,
+            "threads": threads, "plain_s_per_step": round(p / steps, 4), "ours_s_per_step": round(o / steps, 4),
+            "ratio": round(o / p, 4), "target_ratio": 1.05, "within_target": o / p <= 1.05,
+            "plain_runs_s": [round(x, 2) for x in plain], "ours_runs_s": [round(x, 2) for x in ours], **extra}

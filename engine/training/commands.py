@@ -1,0 +1,113 @@
+"""Engine commands for training (import this module to register them):
+
+- ``round.kinds`` {} -> {kinds: [{kind, title, presets, fields}]}: what the GUI's form shows
+- ``round.start`` {kind, preset?, config?} -> progress*/metric* events, then result
+  {round_id, adapter, seconds, steps, metrics, verdict}; ``cancel`` stops it at the
+  next step end with a checkpoint (resume with config {"resume": round_id})
+- ``round.list`` {limit?} -> {rounds}; ``round.get`` {round_id} -> {round}
+- ``round.export`` {round_id, folder} -> {folder, files}: dataset + TRL config + launch script
+- ``adapter.list`` {} -> {adapters}
+- ``eval`` {adapter, config?} -> the verdict of an adapter against the base
+- ``pairs.export`` {pair_set, path, format: jsonl|datasets} -> {rows, path}
+A second ``round.start`` while one runs is answered with error kind ``round_busy``.
+"""
+
+from __future__ import annotations
+
+from engine.errors import BadRequest
+from engine.jobs import JobState
+from engine.protocol import Message
+from engine.server import Engine, command
+
+
+def _str(content: dict, key: str, required: bool = True) -> str | None:
+    value = content.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{key} must be a non-empty string")
+    return value
+
+
+@command("round.kinds")
+def round_kinds(engine: Engine, msg: Message, state: JobState) -> dict:
+    from engine.training import kinds
+    from engine.training.config import describe
+
+    out = []
+    for kind in kinds.KINDS:
+        mod = kinds.module(kind)
+        out.append({"kind": kind, "title": kinds.title(kind), "presets": sorted(getattr(mod, "PRESETS", {})),
+                    "fields": describe(kinds.config_class(kind))})
+    return {"kinds": out}
+
+
+@command("round.start")
+def round_start(engine: Engine, msg: Message, state: JobState) -> dict:
+    from engine.training import kinds
+
+    c = msg.content
+    kind = _str(c, "kind")
+    preset = c.get("preset") or "default"
+    overrides = c.get("config") or {}
+    if not isinstance(overrides, dict):
+        raise BadRequest("config must be an object of settings")
+    config = kinds.make_config(kind, preset, overrides)  # validated before any work
+    return kinds.run(kind, config, state, engine.store)
+
+
+@command("round.list")
+def round_list(engine: Engine, msg: Message, state: JobState) -> dict:
+    from engine.training.rounds import list_rounds
+
+    limit = msg.content.get("limit", 200)
+    if not isinstance(limit, int) or limit < 1:
+        raise BadRequest("limit must be a positive whole number")
+    return {"rounds": list_rounds(engine.store, limit)}
+
+
+@command("round.get")
+def round_get(engine: Engine, msg: Message, state: JobState) -> dict:
+    from engine.training.rounds import get_round
+
+    return {"round": get_round(engine.store, _str(msg.content, "round_id"))}
+
+
+@command("round.export")
+def round_export(engine: Engine, msg: Message, state: JobState) -> dict:
+    from engine.training.export import export_round
+
+    return export_round(engine.store, _str(msg.content, "round_id"), _str(msg.content, "folder"))
+
+
+@command("adapter.list")
+def adapter_list(engine: Engine, msg: Message, state: JobState) -> dict:
+    from engine.training.rounds import list_adapters
+
+    return {"adapters": list_adapters(engine.store)}
+
+
+@command("eval")
+def evaluate(engine: Engine, msg: Message, state: JobState) -> dict:
+    from engine.training import evaluate as E
+
+    overrides = dict(msg.content.get("config") or {})
+    overrides["adapter"] = _str(msg.content, "adapter")
+    return E.run(E.make_config("default", overrides), state, engine.store)
+
+
+@command("pairs.export")
+def pairs_export(engine: Engine, msg: Message, state: JobState) -> dict:
+    from engine.training import pairs as P
+
+    c = msg.content
+    pairs = P.load(engine.store, _str(c, "pair_set"))
+    fmt = c.get("format", "jsonl")
+    path = _str(c, "path")
+    if fmt == "jsonl":
+        n = P.export_jsonl(pairs, path)
+    elif fmt == "datasets":
+        n = P.export_datasets(pairs, path)
+    else:
+        raise BadRequest("format must be jsonl or datasets")
+    return {"rows": n, "path": path}

@@ -1,0 +1,69 @@
+"""The verdict on its own: an existing adapter against the base on held-out prompts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from engine.training.config import from_dict, opt, validate
+
+
+@dataclass
+class EvalConfig:
+    adapter: str = opt("", "adapter id (from the adapter list) or a PEFT adapter folder")
+    model: str = opt("bundled", "the base model the adapter was trained on")
+    base_gguf: str = opt("", "the base as GGUF, so llama.cpp can sample (when model is a folder)")
+    prompts: str = opt("bundled", "prompt set; its held-out split is used")
+    verdict_prompts: int = opt(0, "held-out prompts used (0 = all)", 0, 1_000_000)
+    verdict_seeds: int = opt(1, "replies per prompt and model, same seeds for both", 1, 64)
+    judge: str = opt("auto", "judge for the score")
+    weights: str = opt("hal16_published", "trait weights")
+    sampler: str = opt("auto", "what samples replies", choices=("auto", "llamacpp", "transformers"))
+    sample_threads: int = opt(1, "llama.cpp threads", 0, 256)
+    threads: int = opt(2, "torch threads (canary perplexity, transformers sampling)", 0, 256)
+    canary: bool = opt(True, "measure drift on held-out human-like chat")
+    seed: int = opt(0, "seed offset for the replies", 0, 2**31 - 1)
+
+
+def make_config(preset: str = "default", overrides: dict | None = None) -> EvalConfig:
+    return from_dict(EvalConfig, overrides)
+
+
+def run(config: EvalConfig, state, store=None) -> dict:
+    from engine.errors import BadRequest
+    from engine.store import Store
+    from engine.training import policy, prompts as PS
+    from engine.training.reward import load_reward
+    from engine.training.rounds import get_adapter
+    from engine.training.verdict import canary_perplexity, run_verdict
+
+    validate(config)
+    if not config.adapter:
+        raise BadRequest("eval needs an adapter (id or folder)")
+    store = store or Store()
+    row = get_adapter(store, config.adapter)
+    heldout = PS.load(config.prompts).split("heldout")[: config.verdict_prompts or None]
+    PS.require(heldout, 2, "held-out split")
+    t0 = time.perf_counter()
+    policy.set_threads(config.threads)
+    base = policy.resolve(config.model, config.base_gguf)
+    model, tok = policy.load(base)
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, row["peft_path"])
+    reward = load_reward(config.judge, config.weights)
+    sampler = policy.pick_sampler(config.sampler, base, model, tok, config.sample_threads)
+    if sampler.name == "llamacpp" and not row.get("gguf_path"):
+        policy.close(sampler)
+        sampler = policy.pick_sampler("transformers", base, model, tok)
+    new = row["gguf_path"] if sampler.name == "llamacpp" else "default"
+    dialogues = PS.canary_dialogues()
+    ppl = (lambda on: canary_perplexity(model, tok, dialogues, on)) if config.canary else None
+    try:
+        verdict = run_verdict(heldout, sampler, reward, None, new, config.verdict_seeds, 1234 + config.seed,
+                              None, ppl, state.cancelled, lambda d, t: state.progress(d, t, f"verdict {d}/{t}"))
+    finally:
+        policy.close(sampler)
+    verdict["adapter"] = row.get("id") or row["peft_path"]
+    verdict["seconds"] = round(time.perf_counter() - t0, 2)
+    return verdict
