@@ -117,7 +117,7 @@ class HFModel:
     def _stop_ids(self) -> set[int]:
         ids: set[int] = set()
         for source in (self.tokenizer.eos_token_id, getattr(self._model.generation_config, "eos_token_id", None),
-                       self._model.config.eos_token_id):
+                       getattr(self._model.config, "eos_token_id", None)):
             if isinstance(source, int):
                 ids.add(source)
             elif isinstance(source, (list, tuple)):
