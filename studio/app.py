@@ -76,13 +76,16 @@ def _send_when_ready(window, prompts: list[str]) -> None:
     """Send the prompts one turn at a time (scripted demos and screenshots)."""
 
     def send_next(*_args) -> None:
-        if window.client.state != "ready" or window.session.busy() or not prompts:
+        loading = any(p.status.property("state") in ("loading", "idle")
+                      for p in window.pickers.values())
+        if window.client.state != "ready" or loading or window.session.busy() or not prompts:
             return
         window.prompt.setPlainText(prompts.pop(0))
         window.on_submit()
 
     window.client.sig_state_changed.connect(send_next)
     window.session.sig_busy_changed.connect(send_next)
+    window.session.sig_load_state.connect(send_next)  # wait until both models are loaded
 
 
 def _schedule_screenshot(window, args: argparse.Namespace) -> None:
@@ -93,7 +96,7 @@ def _schedule_screenshot(window, args: argparse.Namespace) -> None:
         turn = window.session.latest
         waiting = args.prompt and (turn is None or window.session.busy()
                                    or len(window.session.turns) < len(args.prompt))
-        if waiting and shoot.tries < 1800:  # up to 3 min more for the replies
+        if waiting and shoot.tries < 6000:  # up to 10 min more for the replies
             shoot.tries += 1
             QTimer.singleShot(100, shoot)
             return
