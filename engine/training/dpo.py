@@ -42,8 +42,8 @@ class PairSettings:
     sample_temperature: float = opt(0.9, "sampling temperature for pair replies", 0.0, 5.0)
     sample_top_p: float = opt(0.95, "nucleus sampling for pair replies", 0.01, 1.0)
     sample_max_tokens: int = opt(48, "longest sampled reply in tokens", 4, 4096)
-    sample_threads: int = opt(1, "llama.cpp threads for sampling (more can be slower on a busy machine)",
-                              0, 256)
+    sample_threads: int = opt(0, "llama.cpp threads for sampling (0 = all cores, or one when the machine "
+                              "is busy)", 0, 256)
 
 
 @dataclass
@@ -77,8 +77,8 @@ PRESETS = {
     "smoke": dict(n_prompts=4, k=2, margin=0.0, max_steps=2, batch_size=2, sample_max_tokens=12,
                   max_length=96, verdict_prompts=2, save_steps=1, lora_r=4, lora_alpha=8.0,
                   min_pairs=1, sampler="transformers"),
-    "default": dict(n_prompts=48, k=4, max_pairs_per_prompt=2, max_steps=30, batch_size=4,
-                    learning_rate=2e-4, sample_max_tokens=40, max_length=160, save_steps=10,
+    "default": dict(n_prompts=32, k=4, max_pairs_per_prompt=2, max_steps=24, batch_size=4,
+                    learning_rate=2e-4, sample_max_tokens=32, max_length=128, save_steps=8,
                     verdict_prompts=0, verdict_seeds=1),
 }
 

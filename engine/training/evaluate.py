@@ -19,8 +19,8 @@ class EvalConfig:
     judge: str = opt("auto", "judge for the score")
     weights: str = opt("hal16_published", "trait weights")
     sampler: str = opt("auto", "what samples replies", choices=("auto", "llamacpp", "transformers"))
-    sample_threads: int = opt(1, "llama.cpp threads", 0, 256)
-    threads: int = opt(2, "torch threads (canary perplexity, transformers sampling)", 0, 256)
+    sample_threads: int = opt(0, "llama.cpp threads (0 = auto)", 0, 256)
+    threads: int = opt(0, "torch threads (0 = auto)", 0, 256)
     canary: bool = opt(True, "measure drift on held-out human-like chat")
     seed: int = opt(0, "seed offset for the replies", 0, 2**31 - 1)
 

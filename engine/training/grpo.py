@@ -42,7 +42,7 @@ class GRPORoundConfig(TrainSettings, LoraSettings, VerdictSettings):
     max_words: int = opt(60, "length guard: replies longer than this are penalised", 1, 100000)
     length_penalty: float = opt(1.0, "length guard strength (score units)", 0.0, 100.0)
     sampler: str = opt("auto", "what samples verdict replies", choices=("auto", "llamacpp", "transformers"))
-    sample_threads: int = opt(1, "llama.cpp threads for the verdict", 0, 256)
+    sample_threads: int = opt(0, "llama.cpp threads for the verdict (0 = auto)", 0, 256)
     resume: str = opt("", "id of a cancelled or failed round to resume")
 
     def check(self) -> None:

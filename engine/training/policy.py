@@ -26,12 +26,27 @@ def resolve(source: str, base_gguf: str = "") -> Base:
     return Base(source, kind, path, gguf)
 
 
-def set_threads(n: int) -> None:
+def auto_threads(n: int) -> int:
+    """0 means: every core on a quiet machine, one on a busy one. Measured here:
+    with the load average above the core count, two spinning torch or llama.cpp
+    threads ran 2-10x slower than one."""
+    if n > 0:
+        return n
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] > cores
+    except OSError:
+        busy = False
+    return 1 if busy else cores
+
+
+def set_threads(n: int) -> int:
     import torch
 
-    if n > 0:
-        torch.set_num_threads(n)
+    n = auto_threads(n)
+    torch.set_num_threads(n)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return n
 
 
 def load(base: Base):
@@ -66,7 +81,7 @@ def pick_sampler(choice: str, base: Base, model, tokenizer, threads: int = 1):
     One llama.cpp thread with two sequences per decode is the default: on a
     shared 2-core machine more threads spin-wait and run many times slower."""
     if choice == "llamacpp" or (choice == "auto" and base.kind == "gguf" and gguf_available()):
-        return LlamaSampler(base.gguf, n_threads=threads or None)
+        return LlamaSampler(base.gguf, n_threads=auto_threads(threads))
     return HFSampler(model, tokenizer)
 
 

@@ -24,7 +24,7 @@ class TrainSettings:
     warmup_ratio: float = opt(0.0, "share of steps with a rising learning rate", 0.0, 0.99)
     save_steps: int = opt(10, "checkpoint every this many steps (and on cancel)", 1, 1_000_000)
     seed: int = opt(0, "seed for sampling, shuffling and LoRA initialisation", 0, 2**31 - 1)
-    threads: int = opt(2, "CPU threads for torch (0 = torch's default)", 0, 256)
+    threads: int = opt(0, "CPU threads for torch (0 = all cores, or one when the machine is busy)", 0, 256)
 
 
 def training_args(cls, cfg, output_dir: str, **extra):
