@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow,
-                               QPushButton, QSplitter, QVBoxLayout, QWidget)
+                               QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from engine.store import Store, StoreError
 from studio.chat_pane import ChatPane
@@ -21,6 +21,7 @@ from studio.model_picker import ModelPicker
 from studio.prefs import Prefs
 from studio.prompt_box import PromptBox
 from studio.rating_bar import RatingBar
+from studio.results_view import ResultsView
 from studio.sampling_panel import SamplingPanel
 from studio.session import CompareSession
 
@@ -101,7 +102,13 @@ class MainWindow(QMainWindow):
         layout.addWidget(splitter, 1)
         layout.addWidget(self.rating)
         layout.addLayout(bottom)
-        self.setCentralWidget(central)
+        self.compare_tab = central
+        self.results_view = ResultsView(self.store)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(central, "Compare")
+        self.tabs.addTab(self.results_view, "Results")
+        self.setCentralWidget(self.tabs)
         self.docks = {}
         for key, title, widget, area in (
                 ("history", "Conversations", self.history, Qt.DockWidgetArea.LeftDockWidgetArea),
@@ -166,8 +173,18 @@ class MainWindow(QMainWindow):
         self.sampling.sig_changed.connect(lambda v: self.prefs.set("sampling", v))
         stop = QShortcut(QKeySequence("Esc"), self)
         stop.activated.connect(lambda: [self.session.stop(side) for side in ("left", "right")])
+        self.results_view.sig_status.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.tabs.currentChanged.connect(self.on_tab_changed)
         self._history_timer = QTimer(self, singleShot=True, interval=250)
         self._history_timer.timeout.connect(self.refresh_history)
+
+    def on_tab_changed(self, index: int) -> None:
+        """Compare-only docks follow the Compare tab; other views refresh when shown."""
+        on_compare = self.tabs.widget(index) is self.compare_tab
+        for key in ("history", "sampling"):
+            self.docks[key].setVisible(on_compare)
+        if self.tabs.widget(index) is self.results_view:
+            self.results_view.refresh()
 
     # -- prompts ------------------------------------------------------------------------
     def on_submit(self) -> None:
