@@ -15,13 +15,20 @@ from engine.scoring import shared_data_dir
 from engine.scoring.importers import load_any
 
 
-def _best_rate(fn, n: int, repeat: int) -> float:
-    best = float("inf")
+def _rates(fns: dict, n: int, repeat: int) -> dict[str, dict]:
+    """Time every function once per round, rounds interleaved so load drifts hit all alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best if best > 0 else float("inf")
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, ts in times.items():
+        ts = sorted(ts)
+        out[name] = {"replies_per_s": n / ts[0] if ts[0] > 0 else float("inf"),
+                     "median_replies_per_s": n / ts[len(ts) // 2] if ts[len(ts) // 2] > 0 else float("inf")}
+    return out
 
 
 def bench_score(path: str | Path | None = None, repeat: int = 3) -> dict:
@@ -34,31 +41,29 @@ def bench_score(path: str | Path | None = None, repeat: int = 3) -> dict:
     items = [d for d in load_any(path).dialogues if d.speaker_lines()]
     texts = [d.speaker_text() for d in items]
     n = len(items)
-    baseline = _best_rate(lambda: [len(t.split()) for t in texts], n, repeat)
-    report: dict = {"data": str(path), "n_replies": n, "unit": "one rated speaker's lines (a Turing side)",
-                    "mean_words": sum(len(t.split()) for t in texts) / max(n, 1),
-                    "baseline": {"what": "str.split word count", "replies_per_s": baseline}, "judges": {}}
-
-    lexical = get_judge("lexical", cache=False)
-    rate = _best_rate(lambda: lexical.rate_many(items), n, repeat)
-    report["judges"]["lexical"] = {"judge": lexical.judge_id, "replies_per_s": rate, "vs_baseline": rate / baseline}
-
+    judges = {"lexical": get_judge("lexical", cache=False)}
+    notes = {"lexical": {}}
     if list_models():
-        distilled = get_judge("distilled", cache=False)
-        origin = "saved"
+        judges["distilled"] = get_judge("distilled", cache=False)
+        notes["distilled"] = {"model": "saved"}
     else:
         rated = [d for d in items if d.ratings]
-        if len(rated) < 20:
-            distilled, origin = None, "none saved and the file has too few precomputed ratings to fit one"
-        else:
+        if len(rated) >= 20:
             model, _ = fit_distilled(rated, [d.ratings for d in rated], folds=2, source="bench")
-            distilled, origin = DistilledJudge(cache=False, model=model), "fitted in the bench (not saved)"
-    if distilled is not None:
-        rate = _best_rate(lambda: distilled.rate_many(items), n, repeat)
-        report["judges"]["distilled"] = {"judge": distilled.judge_id, "model": origin, "replies_per_s": rate,
-                                         "vs_baseline": rate / baseline}
-    else:
-        report["judges"]["distilled"] = {"skipped": origin}
+            judges["distilled"] = DistilledJudge(cache=False, model=model)
+            notes["distilled"] = {"model": "fitted in the bench (not saved)"}
+    fns = {"baseline": lambda: [len(t.split()) for t in texts]}
+    fns.update({name: (lambda j=j: j.rate_many(items)) for name, j in judges.items()})
+    rates = _rates(fns, n, repeat)
+    base = rates.pop("baseline")
+    report: dict = {"data": str(path), "n_replies": n, "unit": "one rated speaker's lines (a Turing side)",
+                    "mean_words": sum(len(t.split()) for t in texts) / max(n, 1), "rounds": repeat,
+                    "baseline": {"what": "str.split word count", **base}, "judges": {}}
+    for name, r in rates.items():
+        report["judges"][name] = {"judge": judges[name].judge_id, **notes[name], **r,
+                                  "vs_baseline": r["replies_per_s"] / base["replies_per_s"]}
+    if "distilled" not in judges:
+        report["judges"]["distilled"] = {"skipped": "none saved and too few precomputed ratings to fit one"}
 
     # The cache's own cost: a warm pass reads every rating back from SQLite.
     import tempfile
@@ -67,8 +72,8 @@ def bench_score(path: str | Path | None = None, repeat: int = 3) -> dict:
         cache = RatingCache(Path(tmp) / "bench.sqlite3")
         cached = get_judge("lexical", cache=cache)
         cached.rate_many(items)
-        rate = _best_rate(lambda: cached.rate_many(items), n, repeat)
+        warm = _rates({"warm": lambda: cached.rate_many(items)}, n, repeat)["warm"]
         cache.close()
-    report["judges"]["lexical"]["cached_replies_per_s"] = rate
+    report["judges"]["lexical"]["cached_replies_per_s"] = warm["replies_per_s"]
     report["judges"]["llm"] = {"skipped": "the llm judge is not available yet"}
     return report

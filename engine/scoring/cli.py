@@ -1,4 +1,4 @@
-"""``hal score``, ``hal fit``, ``hal distill`` and ``hal bench score``.
+"""``hal score``, ``fit``, ``distill``, ``agree``, ``compare`` and ``hal bench score``.
 
 The main ``hal`` command calls ``register(subparsers)`` and
 ``register_bench(bench_subparsers)``; ``python -m engine.scoring.cli`` runs
@@ -124,6 +124,34 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_agree(args) -> int:
+    from engine.scoring.compare import agreement
+
+    q = load_questionnaire(args.questionnaire)
+    judge = _judge(args, q)
+    dialogues = [d for path in args.paths for d in load_any(path).dialogues]  # pooled
+    ratings = None
+    if getattr(judge, "fit_ratings", None) and args.out_of_fold:
+        ratings, _ = judge.fit_ratings([d for d in dialogues if d.ratings])
+    report = agreement(dialogues, judge, ratings)
+    report["out_of_fold"] = ratings is not None
+    _emit(report, args.json, json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from engine.scoring.compare import compare_sets
+
+    q = load_questionnaire(args.questionnaire)
+    judge = _judge(args, q)
+    before, after = load_any(args.before), load_any(args.after)
+    for p in [*before.problems, *after.problems]:
+        _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
+    report = compare_sets(before.dialogues, after.dialogues, judge, load_weights(args.weights))
+    _emit(report, args.json, json.dumps(report, indent=1))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from engine.scoring.bench import bench_score
 
@@ -140,7 +168,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    """Add ``score``, ``fit`` and ``distill`` to the ``hal`` command."""
+    """Add ``score``, ``fit``, ``distill``, ``agree`` and ``compare`` to the ``hal`` command."""
     judges = sorted(set(available_judges()) | {"lexical", "distilled", "llm", "api"})
     p = subparsers.add_parser("score", help="score each rated speaker of a file")
     p.add_argument("path", help="Turing CSV, before/after CSV or JSONL dialogues")
@@ -176,6 +204,22 @@ def register(subparsers) -> None:
     p.add_argument("--save-as", default=None, help="model id (default SOURCE-TIMESTAMP)")
     _common(p)
     p.set_defaults(func=_guarded(cmd_distill))
+
+    p = subparsers.add_parser("agree", help="per-trait agreement of a judge with the files' own ratings")
+    p.add_argument("paths", nargs="+", help="one or more files, pooled")
+    p.add_argument("--judge", default="lexical", choices=judges)
+    p.add_argument("--out-of-fold", action="store_true",
+                   help="for a distilled judge: use its out-of-fold ratings of the items it was fitted on")
+    _common(p)
+    p.set_defaults(func=_guarded(cmd_agree))
+
+    p = subparsers.add_parser("compare", help="does the score rank AFTER's dialogues above BEFORE's?")
+    p.add_argument("before")
+    p.add_argument("after")
+    p.add_argument("--judge", default="lexical", choices=judges)
+    p.add_argument("--weights", default="hal16_published", help="weights id, id@version or file")
+    _common(p)
+    p.set_defaults(func=_guarded(cmd_compare))
 
 
 def register_bench(bench_subparsers) -> None:

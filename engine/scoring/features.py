@@ -103,6 +103,8 @@ SELF_REPAIR_STAR = re.compile(r"^\*\w|\w\*$", re.M)
 TIME_OF_DAY = re.compile(r"\b\d{1,2}\s?(?:am|pm)\b|\bi'?m \d{1,2}\b", re.I)
 ODD_SPACING = re.compile(r"\s[,.!?]|[,.][A-Za-z]|[!?]{2,}|,,|  ")
 WORD = re.compile(r"[A-Za-z][A-Za-z']*|\d+")
+_ASCII_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ASCII_UPPER = _ASCII_LETTERS[:26]
 STOP = _W("""the a an and or but to of in on at for with is are was were be been it its it's this that i you me my
 your we they he she him her them so do did does not no yes just like what how why when where who""".split())
 
@@ -156,8 +158,9 @@ def line_features(lines: list[str], partner: list[str] | None = None) -> np.ndar
     words = [w for ws in per_line for w in ws]
     n = max(len(words), 1)
     counts = [len(ws) for ws in per_line]
-    letters = sum(map(str.isalpha, text)) or 1
-    uppers = sum(map(str.isupper, text))
+    raw = text.encode("utf-8")
+    letters = (len(raw) - len(raw.translate(None, _ASCII_LETTERS))) or 1  # ASCII letters: cheap and enough
+    uppers = len(raw) - len(raw.translate(None, _ASCII_UPPER))
     firsts = [c for c in (next((c for c in s if c.isalpha()), "") for s in lines) if c]
     i_tokens = [w[0] for w in words if w[0] in "iI" and w.lower() in ("i", "i'm", "i've", "i'll", "i'd", "im", "ive")]
     toks = TOKEN.findall(low)
@@ -197,6 +200,8 @@ def _proper_nouns(lines: list[str]) -> int:
     """Capitalised words that do not start a sentence: names of people, places, things."""
     hits = 0
     for s in lines:
+        if s[1:].islower() or s[1:].isupper():  # no capital after the first letter, or all caps
+            continue
         prev_end = True
         for t in s.split():
             if not prev_end and t[:1].isupper() and t[1:2].islower() and t.lower() not in STOP:

@@ -89,11 +89,17 @@ class RatingCache:
             self._db.close()
 
 
+def rows_to_ratings(trait_ids: list[int], R) -> list[Ratings]:
+    """Rows of an (n, traits) array to rating dicts, NaN becoming None."""
+    return [dict(zip(trait_ids, [None if v != v else v for v in row])) for row in R.tolist()]
+
+
 class Judge(ABC):
     """Subclasses implement ``_rate_batch``; caching and per-item errors live here."""
 
     name = "judge"
     cacheable = True
+    clean_output = False  # True when _rate_batch already returns one float-or-None per questionnaire trait
 
     def __init__(self, questionnaire: Questionnaire | str | None = None, cache: RatingCache | bool | None = True):
         if questionnaire is None or isinstance(questionnaire, str):
@@ -145,7 +151,7 @@ class Judge(ABC):
                     r.item = r.item or dialogues[i].id
                     results[i] = r
                 else:
-                    results[i] = self._restrict(r)
+                    results[i] = r if self.clean_output else self._restrict(r)
                     store.append((digests.get(i) or dialogues[i].digest(), results[i]))
             if self.cache:
                 self.cache.put_many(self.judge_id, qref, store)

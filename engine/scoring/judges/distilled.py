@@ -1,8 +1,8 @@
 """The distilled judge: cheap per-trait regressors that imitate a slow judge.
 
 Ridge regressions (one per trait, fitted together) map fast text features
-(character and word TF-IDF of the rated speaker's lines, plus the lexical
-features) onto another judge's 1..5 ratings, e.g. the GPT-5 columns of the
+(hashed character and word TF-IDF of the rated speaker's lines, plus the
+lexical features) onto another judge's 1..5 ratings, e.g. the GPT-5 columns of the
 Turing file, so that judge's behaviour can be used inside a training loop.
 Fitted models are our own files under ``data_dir()/judges/distilled``.
 """
@@ -28,9 +28,10 @@ from engine import paths
 from engine.errors import BadRequest
 from engine.scoring.dialogue import Dialogue
 from engine.scoring.features import feature_matrix
-from engine.scoring.judges.base import Judge, JudgeUnavailable, Ratings, RatingError
+from engine.scoring.judges.base import Judge, JudgeUnavailable, Ratings, RatingError, rows_to_ratings
+from engine.scoring.ngrams import HashedCharTfidf
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def models_dir() -> Path:
@@ -40,12 +41,11 @@ def models_dir() -> Path:
 
 
 class TextFeatures:
-    """Character 1-4-grams, word 1-2-grams and the lexical features, side by side."""
+    """Character 1-4-grams (hashed, case kept), word 1-2-grams and the lexical features, side by side."""
 
     def __init__(self, lexical_weight: float = 0.05):
         self.lexical_weight = lexical_weight
-        self.chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True, lowercase=False,
-                                     min_df=2, dtype=np.float32)
+        self.chars = HashedCharTfidf(ngram_range=(1, 4), min_df=2)
         self.words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, dtype=np.float32)
         self.scaler = StandardScaler()
 
@@ -190,6 +190,7 @@ def load_model(model_id: str | None = None) -> DistilledModel:
 
 class DistilledJudge(Judge):
     name = "distilled"
+    clean_output = True
 
     def __init__(self, questionnaire=None, cache=True, model: DistilledModel | str | None = None):
         super().__init__(questionnaire, cache)
@@ -230,4 +231,4 @@ class DistilledJudge(Judge):
 
     def _rate_batch(self, dialogues: list[Dialogue]) -> list[Ratings | RatingError]:
         ids, R = self.rate_matrix(dialogues)
-        return [{t: (None if np.isnan(v) else float(v)) for t, v in zip(ids, row)} for row in R]
+        return rows_to_ratings(ids, R)

@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.scoring.dialogue import Dialogue
 from engine.scoring.features import INDEX, feature_matrix
-from engine.scoring.judges.base import Judge, Ratings, RatingError
+from engine.scoring.judges.base import Judge, Ratings, RatingError, rows_to_ratings
 
 RULES_VERSION = 1
 
@@ -74,6 +74,7 @@ VISIBLE_TRAITS = sorted(rules(np.zeros((1, len(INDEX)))))
 
 class LexicalJudge(Judge):
     name = "lexical"
+    clean_output = True
 
     @property
     def judge_id(self) -> str:
@@ -91,4 +92,4 @@ class LexicalJudge(Judge):
 
     def _rate_batch(self, dialogues: list[Dialogue]) -> list[Ratings | RatingError]:
         ids, R = self.rate_matrix(dialogues)
-        return [{tid: (None if np.isnan(v) else float(v)) for tid, v in zip(ids, row)} for row in R]
+        return rows_to_ratings(ids, R)

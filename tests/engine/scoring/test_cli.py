@@ -96,3 +96,11 @@ def test_registered_in_the_hal_command():
     assert parser.parse_args(["score", "x.csv", "--judge", "lexical", "--json"]).judge == "lexical"
     assert parser.parse_args(["fit", "x.csv", "--precomputed", "--select", "16"]).select == 16
     assert callable(parser.parse_args(["bench", "score", "--json"]).func)
+
+
+def test_agree_and_compare(capsys, turing):
+    rc, lines = run(capsys, "agree", str(turing), "--judge", "lexical", "--json")
+    assert rc == 0 and lines[-1]["judge"] == "lexical@1" and "3" in lines[-1]["traits"]
+    rc, lines = run(capsys, "compare", str(turing), str(turing), "--judge", "lexical", "--json")
+    rep = [x for x in lines if "error" not in x][-1]
+    assert rep["mean_before"] == rep["mean_after"] and rep["n_before"] == 47
