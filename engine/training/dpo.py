@@ -32,7 +32,8 @@ class PairSettings:
     max_pairs_per_prompt: int = opt(0, "keep at most this many pairs per prompt, widest gaps first (0 = all)",
                                     0, 1000)
     judge: str = opt("auto", "judge for the score: auto (lexical if installed), lexical, distilled, surface")
-    weights: str = opt("hal16_published", "trait weights (id or id@version)")
+    weights: str = opt("auto", "trait weights (id or id@version); auto = fitted on this judge "
+                                "if saved, else the published ones")
     use_ratings: bool = opt(True, "add the researcher's decisive ratings as pairs")
     likely_weight: float = opt(0.5, "weight of a 'likely' verdict", 0.0, 10.0)
     certainly_weight: float = opt(1.0, "weight of a 'certainly' verdict", 0.0, 10.0)

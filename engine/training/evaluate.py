@@ -17,7 +17,8 @@ class EvalConfig:
     verdict_prompts: int = opt(0, "held-out prompts used (0 = all)", 0, 1_000_000)
     verdict_seeds: int = opt(1, "replies per prompt and model, same seeds for both", 1, 64)
     judge: str = opt("auto", "judge for the score")
-    weights: str = opt("hal16_published", "trait weights")
+    weights: str = opt("auto", "trait weights (id or id@version); auto = fitted on this judge "
+                                "if saved, else the published ones")
     sampler: str = opt("auto", "what samples replies", choices=("auto", "llamacpp", "transformers"))
     sample_threads: int = opt(0, "llama.cpp threads (0 = auto)", 0, 256)
     threads: int = opt(0, "torch threads (0 = auto)", 0, 256)

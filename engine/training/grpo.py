@@ -31,7 +31,8 @@ class GRPORoundConfig(TrainSettings, LoraSettings, VerdictSettings):
     prompts: str = opt("bundled", "prompt set (its train split)")
     n_prompts: int = opt(0, "training prompts (0 = all)", 0, 1_000_000)
     judge: str = opt("auto", "judge for the human-likeness reward")
-    weights: str = opt("hal16_published", "trait weights for the reward")
+    weights: str = opt("auto", "trait weights (id or id@version); auto = fitted on this judge "
+                                "if saved, else the published ones")
     reward_model: str = opt("", "a learned reward model (adapter id or folder) added as a second reward")
     reward_model_weight: float = opt(0.5, "weight of the learned reward against the score", 0.0, 100.0)
     num_generations: int = opt(4, "replies per prompt in a group", 2, 64)
@@ -101,7 +102,8 @@ def reward_functions(reward, cfg, learned=None) -> tuple[list, list[float]]:
 
 def run(config: GRPORoundConfig, state, store=None) -> dict:
     from engine.store import Store
-    from engine.training.rounds import RoundRecord, check_disk, exclusive, get_adapter, get_round, sweep_temp_adapters
+    from engine.training.rounds import (RoundRecord, check_disk, exclusive, get_adapter, get_round,
+                                        sweep_temp_adapters)
 
     validate(config)
     store = store or Store()

@@ -10,6 +10,7 @@ and export to TRL's conversational preference format.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,8 @@ class SampledPool:
     traits: dict[str, list[dict]] = field(default_factory=dict)
 
     def all_scores(self) -> list[float]:
-        return [s for v in self.scores.values() for s in v]
+        """Every finite score (a reply the judge could not rate scores NaN)."""
+        return [s for v in self.scores.values() for s in v if math.isfinite(s)]
 
 
 def sample_and_score(prompts: list[Prompt], sampler: Sampler, reward: Reward, k: int,
@@ -89,7 +91,7 @@ def pairs_from_pool(prompts: list[Prompt], pool: SampledPool, margin: float,
         cands = []
         for i in range(len(texts)):
             for j in range(len(texts)):
-                gap = scores[i] - scores[j]
+                gap = scores[i] - scores[j]  # NaN (unrated) never passes
                 if gap > margin and texts[i].strip() and texts[i] != texts[j]:
                     cands.append((gap, i, j))
         cands.sort(reverse=True)

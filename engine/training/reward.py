@@ -8,7 +8,6 @@ surface judge of our own so rounds and tests run without them.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import re
 from dataclasses import dataclass, field
@@ -91,54 +90,69 @@ class SurfaceReward:
 
 
 class ScoringReward:
-    """Any judge of ``engine.scoring`` that rates dialogues, plus a weights file."""
+    """A judge of ``engine.scoring.judges`` (lexical, distilled, ...) plus a weights file.
 
-    def __init__(self, judge: str, weights: str = "hal16_published"):
-        from engine.scoring.traits import load_weights
+    A reply the judge cannot rate (an empty one, say) scores NaN: pair building
+    and the verdict leave it out rather than pretend it scored 0."""
 
-        self.judge = judge
+    def __init__(self, judge: str, weights: str = "hal16_published", cache: bool = True):
+        from engine.scoring.judges import get_judge
+        from engine.scoring.traits import load_questionnaire, load_weights
+
         self._weights = load_weights(weights)
         self.weights_ref = self._weights.ref
-        self._rater = _scoring_rater(judge)
-        self.questionnaire = getattr(self._rater, "questionnaire_ref", self._weights.questionnaire)
+        self._q = load_questionnaire(self._weights.questionnaire or "hal32")
+        self._judge = get_judge(judge, questionnaire=self._q, cache=cache)
+        self.judge = getattr(self._judge, "judge_id", judge)
+        self.questionnaire = self._q.ref
 
     def judge_many(self, items):
+        from engine.errors import EngineError
+        from engine.scoring.judges import RatingError
         from engine.scoring.score import score_ratings
 
         dialogues = [to_dialogue(msgs, reply, f"r{i}") for i, (msgs, reply) in enumerate(items)]
-        rated = self._rater(dialogues)
         out = []
-        for ratings in rated:
-            s = score_ratings(ratings, self._weights)
+        for ratings in self._judge.rate_many(dialogues):
+            if isinstance(ratings, RatingError):
+                out.append(Judgement(float("nan"), {}))
+                continue
+            try:
+                s = score_ratings(ratings, self._weights, self._q)
+            except EngineError:
+                out.append(Judgement(float("nan"), {}))
+                continue
             out.append(Judgement(s.score, {k: ratings.get(k) for k in self._weights.weights}))
         return out
 
 
-def _scoring_rater(judge: str) -> Callable:
-    """A function dialogues -> [ratings], from whichever judge API engine.scoring offers."""
-    if importlib.util.find_spec("engine.scoring.judges") is None:
-        raise BadRequest(f"the {judge!r} judge is not installed in this engine; use 'surface'")
-    judges = importlib.import_module("engine.scoring.judges")
-    make = getattr(judges, "get_judge", None) or getattr(judges, "load_judge", None)
-    if make is None:
-        raise BadRequest("engine.scoring.judges offers no get_judge()")
-    instance = make(judge)
-    rate_many = getattr(instance, "rate_many", None)
-    if rate_many is not None:
-        return lambda ds: [dict(r) if isinstance(r, dict) else dict(r.ratings) for r in rate_many(ds)]
-    return lambda ds: [dict(instance.rate(d)) for d in ds]
+def pick_weights(judge: str, weights: str) -> str:
+    """"auto": the newest weights fitted on this judge's own ratings (``hal fit``
+    saves them as fit-<judge>), else the published ones, which were fitted on
+    GPT-5's ratings and suit other judges less well."""
+    if weights != "auto":
+        return weights
+    from engine.scoring.traits import load_weights
+
+    try:
+        return load_weights(f"fit-{judge}").ref
+    except BadRequest:
+        return "hal16_published"
 
 
-def load_reward(judge: str = "auto", weights: str = "hal16_published") -> Reward:
+def load_reward(judge: str = "auto", weights: str = "auto") -> Reward:
     """"auto" picks the engine's lexical judge when present, else the surface judge."""
     if judge == "surface":
+        weights = weights if weights != "auto" else "hal16_published"
         return SurfaceReward(weights)
     if judge == "auto":
-        try:
-            return ScoringReward("lexical", weights)
-        except (BadRequest, ImportError, AttributeError):
+        if importlib.util.find_spec("engine.scoring.judges") is None:
             return SurfaceReward(weights)
-    return ScoringReward(judge, weights)
+        judge = "lexical"
+    try:
+        return ScoringReward(judge, pick_weights(judge, weights))
+    except ImportError as exc:
+        raise BadRequest(f"the {judge!r} judge cannot be loaded: {exc}") from None
 
 
 def as_reward_fn(reward: Reward) -> Callable[[list[dict], str], float]:

@@ -22,7 +22,7 @@ def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95)
     """Percentile bootstrap interval of the mean."""
     x = np.asarray(values, dtype=float)
     if len(x) == 0:
-        return [float("nan"), float("nan")]
+        return [None, None]
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
@@ -30,7 +30,11 @@ def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95)
 
 
 def _mean(values) -> float:
-    return round(float(np.mean(values)), 4) if len(values) else float("nan")
+    return round(float(np.mean(values)), 4) if len(values) else None
+
+
+def _num(x: float):
+    return round(x, 3) if math.isfinite(x) else None
 
 
 def canary_perplexity(model, tokenizer, dialogues: list[list[dict]], adapter_on: bool) -> float:
@@ -83,9 +87,10 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
         return {"cancelled": True}
     jb = reward.judge_many(list(zip(msgs, base_txt)))
     jn = reward.judge_many(list(zip(msgs, new_txt)))
-    sb = [j.score for j in jb]
-    sn = [j.score for j in jn]
-    diff = [b - a for a, b in zip(sb, sn)]
+    sb_all, sn_all = [j.score for j in jb], [j.score for j in jn]
+    sb = [x for x in sb_all if math.isfinite(x)]
+    sn = [x for x in sn_all if math.isfinite(x)]
+    diff = [b - a for a, b in zip(sb_all, sn_all) if math.isfinite(a) and math.isfinite(b)]
     traits: dict[str, float] = {}
     for tid in sorted({t for j in jb for t in j.traits}):
         a = [j.traits.get(tid) for j in jb]
@@ -102,10 +107,11 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
         "aligned": {"mean": _mean(sn), "ci": bootstrap_ci(sn)},
         "delta": _mean(diff), "delta_ci": bootstrap_ci(diff),
         "traits_delta": traits,
-        "length_delta": round(float(np.mean(ln) - np.mean(lb)), 3),
+        "unrated": {"base": len(sb_all) - len(sb), "aligned": len(sn_all) - len(sn)},
+        "length_delta": round(float(np.mean(ln) - np.mean(lb)), 3) if flat else None,
         "length": {"base_words": _mean(lb), "aligned_words": _mean(ln)},
         "examples": [{"prompt": msgs[i][-1]["content"], "base": base_txt[i], "aligned": new_txt[i],
-                      "base_score": round(sb[i], 3), "aligned_score": round(sn[i], 3)}
+                      "base_score": _num(sb_all[i]), "aligned_score": _num(sn_all[i])}
                      for i in range(min(5, len(flat)))],
     }
     if perplexity is not None:
