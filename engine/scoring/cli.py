@@ -87,7 +87,8 @@ def cmd_fit(args) -> int:
     if args.heldout:
         judge = "distilled" if args.judge == "distilled" else "lexical"
         report = evaluate_heldout(data.dialogues, judge, questionnaire=q, config=config,
-                                  outer_folds=args.outer_folds, repeats=args.repeats, seed=args.seed)
+                                  outer_folds=args.outer_folds, repeats=args.repeats, seed=args.seed,
+                                  by=args.heldout_by)
         _emit(report, args.json, json.dumps(report, indent=1))
         return 0
     name = "precomputed" if args.precomputed else args.judge
@@ -191,6 +192,8 @@ def register(subparsers) -> None:
     p.add_argument("--heldout", action="store_true",
                    help="nested test on held-out games for a local judge (lexical or distilled)")
     p.add_argument("--outer-folds", type=int, default=5, help="outer game-grouped splits for --heldout")
+    p.add_argument("--heldout-by", default="game", choices=["game", "ai_model"],
+                   help="hold out random games, or all games of one AI system at a time")
     p.add_argument("--save-as", default=None, help="weights id to save under (default fit-JUDGE)")
     p.add_argument("--no-save", action="store_true")
     _common(p)

@@ -74,6 +74,15 @@ def test_heldout_evaluation_with_a_distilled_judge(tmp_path):
     assert set(rep["accuracy_by_source_label"]) == {"Human", "gpt-4o_minimal"}
 
 
+def test_heldout_by_ai_model(tmp_path):
+    rows = [turing_row(g, "A" if g % 2 else "B", SLANGY if g % 2 else FORMAL, FORMAL if g % 2 else SLANGY,
+                       ai_model="bot-1" if g < 10 else "bot-2") for g in range(20)]
+    data = load_any(write_csv(tmp_path / "t.csv", rows)).dialogues
+    rep = evaluate_heldout(data, "lexical", by="ai_model")
+    assert rep["held_out_systems"] == ["bot-1", "bot-2"] and rep["outer_folds"] == 2
+    assert 0 <= rep["heldout_pooled_accuracy"] <= 1
+
+
 def test_real_data_published_weights_follow_trait_ids(shared):
     """The published weights applied by id to GPT-5's ratings beat the same weights applied by position."""
     from engine.scoring.score import score_ratings
