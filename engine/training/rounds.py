@@ -160,6 +160,15 @@ class RoundRecord:
         return json.loads(self.store.db["rounds"].get(self.id)["metrics"] or "{}")
 
 
+def _lock_alive() -> bool:
+    """Whether a live process holds the round lock."""
+    try:
+        other = json.loads((paths.data_dir() / "round.lock").read_text() or "{}")
+    except (OSError, ValueError):
+        return False
+    return bool(other.get("pid")) and _pid_alive(int(other["pid"]))
+
+
 def decode_round(row: dict) -> dict:
     out = dict(row)
     for key in ("config", "lineage", "metrics", "verdict"):
@@ -168,7 +177,7 @@ def decode_round(row: dict) -> dict:
                 out[key] = json.loads(out[key])
             except ValueError:
                 pass
-    if out.get("status") == "running" and not (paths.data_dir() / "round.lock").exists():
+    if out.get("status") == "running" and not _lock_alive():
         out["status"] = "failed"  # its process died without saying so
         out["error"] = out.get("error") or "The engine stopped while this round ran; resume it."
     return out

@@ -103,3 +103,29 @@ def test_adapter_is_listed_only_when_complete(store, monkeypatch, tiny_model_dir
     assert list(paths.adapters_dir().iterdir()) == [] and store.db["adapters"].count == 0
     row = rounds.write_adapter(store, model, "r1", "tiny", None, {})
     assert Path(row["peft_path"]).is_dir() and rounds.list_adapters(store)[0]["id"] == row["id"]
+
+
+def test_crashed_round_resumes_from_its_last_checkpoint(tiny_model_dir, tiny_gguf, fake_reward, store,
+                                                         monkeypatch):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise RuntimeError("native crash stand-in")
+
+    from trl import DPOTrainer
+
+    real_init = DPOTrainer.__init__
+
+    def init(self, *a, callbacks=None, **kw):
+        real_init(self, *a, callbacks=[*(callbacks or []), Crash()], **kw)
+
+    monkeypatch.setattr(DPOTrainer, "__init__", init)
+    with pytest.raises(RuntimeError):
+        dpo.run(cfg(tiny_model_dir, tiny_gguf, save_steps=2), RecordingState(), store)
+    row = next(iter(rounds.list_rounds(store)))
+    assert row["status"] == "failed" and "crash stand-in" in row["error"]
+    monkeypatch.setattr(DPOTrainer, "__init__", real_init)
+    done = dpo.run(dpo.make_config("smoke", {"resume": row["id"]}), RecordingState(), store)
+    assert done["steps"] == 4 and done["metrics"]["resumed_from"].endswith("checkpoint-2")
