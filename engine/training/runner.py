@@ -48,6 +48,10 @@ def train(trainer, record, callback: JobCallback, resume: bool) -> dict:
 
     Returns {"steps", "seconds", "cancelled", "resumed_from"}; a full disk or a
     crash propagates after partial checkpoints are removed."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for noisy in (PrinterCallback, ProgressCallback):  # they print to stdout; we stream instead
+        trainer.remove_callback(noisy)
     folder = record.checkpoint_dir
     drop_partial_checkpoints(folder)
     start_from = last_checkpoint(folder) if resume else None

@@ -118,5 +118,6 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
         pb, pn = perplexity(False), perplexity(True)
         change = pn / pb - 1 if pb and math.isfinite(pb) else float("nan")
         out["canary"] = {"base_ppl": round(pb, 4), "aligned_ppl": round(pn, 4),
-                         "change": round(change, 4), "within_10pct": bool(abs(change) <= 0.10)}
+                         "change": round(change, 4), "within_10pct": bool(abs(change) <= 0.10),
+                         "worse_by_over_10pct": bool(change > 0.10)}
     return out
