@@ -37,7 +37,6 @@ def _kind_of(cls, f: dataclasses.Field):
 
 def validate(cfg) -> None:
     """Raise ConfigError naming the field, its value and what is allowed."""
-    name = type(cfg).__name__
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")

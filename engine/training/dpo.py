@@ -5,7 +5,7 @@ judge it on held-out prompts."""
 from __future__ import annotations
 
 import dataclasses
-import json
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -13,8 +13,8 @@ from engine.store import Store
 from engine.training import pairs as P
 from engine.training import policy, prompts as prompt_sets
 from engine.training.config import ConfigError, LoraSettings, from_dict, opt, to_dict, validate
-from engine.training.rounds import (RoundRecord, check_disk, exclusive, get_adapter, get_round,
-                                    sweep_temp_adapters, write_adapter)
+from engine.training.rounds import (RoundRecord, check_disk, exclusive, get_adapter, get_round, rounds_dir,
+                                    sweep_temp_adapters)
 from engine.training.runner import TrainSettings, finish_policy_round
 
 KIND = "dpo"
@@ -109,8 +109,8 @@ def run(config: DPORoundConfig, state, store: Store | None = None) -> dict:
             prompt_sets.require(train_prompts, 2, "training split")
         if config.verdict:
             prompt_sets.require(heldout, 2, "held-out split")
+        check_disk(rounds_dir(), 300)
         record = RoundRecord(store, KIND, to_dict(config), parent and parent["id"], config.resume or None)
-        check_disk(record.folder.parent, 300)
         try:
             return _run(config, state, store, record, base, parent, train_prompts, heldout)
         except BaseException as exc:
@@ -119,7 +119,6 @@ def run(config: DPORoundConfig, state, store: Store | None = None) -> dict:
 
 
 def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dict:
-    from engine.training.callbacks import JobCallback
     from engine.training.reward import load_reward
     from engine.training.runner import summary_metrics, train
     from engine.training.sampling import SampleSettings
@@ -161,7 +160,6 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
             if cfg.use_ratings:
                 pairs += P.rating_pairs(store, cfg.likely_weight, cfg.certainly_weight)
             pair_set = P.save(store, pairs, record.id, reward)
-            import statistics
             record.set_lineage(P.lineage(pair_set, pairs, reward, {
                 "prompt_set": cfg.prompts, "margin": margin, "score_mean": statistics.fmean(scores),
                 "score_std": statistics.pstdev(scores), "n_replies": len(scores),

@@ -102,7 +102,7 @@ def reward_functions(reward, cfg, learned=None) -> tuple[list, list[float]]:
 
 def run(config: GRPORoundConfig, state, store=None) -> dict:
     from engine.store import Store
-    from engine.training.rounds import (RoundRecord, check_disk, exclusive, get_adapter, get_round,
+    from engine.training.rounds import (RoundRecord, check_disk, exclusive, get_adapter, get_round, rounds_dir,
                                         sweep_temp_adapters)
 
     validate(config)
@@ -120,8 +120,8 @@ def run(config: GRPORoundConfig, state, store=None) -> dict:
         prompt_sets.require(train_prompts, 2, "training split")
         if config.verdict:
             prompt_sets.require(heldout, 2, "held-out split")
+        check_disk(rounds_dir(), 300)
         record = RoundRecord(store, KIND, to_dict(config), parent and parent["id"], config.resume or None)
-        check_disk(record.folder.parent, 300)
         try:
             return _run(config, state, store, record, base, parent, train_prompts, heldout)
         except BaseException as exc:

@@ -101,7 +101,7 @@ def is_heldout(p, share: float) -> bool:
 
 def run(config: RewardModelConfig, state, store=None) -> dict:
     from engine.store import Store
-    from engine.training.rounds import RoundRecord, check_disk, exclusive, get_round
+    from engine.training.rounds import RoundRecord, check_disk, exclusive, get_round, rounds_dir
 
     validate(config)
     store = store or Store()
@@ -115,8 +115,8 @@ def run(config: RewardModelConfig, state, store=None) -> dict:
             raise EngineError(f"{len(pairs)} pair(s) to learn from; the reward model needs at least "
                               f"{config.min_pairs}. Rate more replies or run a DPO round first (its "
                               "score-ranked pairs count).", kind="no_pairs")
+        check_disk(rounds_dir(), 300)
         record = RoundRecord(store, KIND, to_dict(config), None, config.resume or None)
-        check_disk(record.folder.parent, 200)
         try:
             return _run(config, state, store, record, folder, pairs)
         except BaseException as exc:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from pathlib import Path
-
 import pytest
 
 from engine.training import rounds
