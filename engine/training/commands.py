@@ -9,6 +9,7 @@
 - ``adapter.list`` {} -> {adapters}
 - ``eval`` {adapter, config?} -> the verdict of an adapter against the base
 - ``pairs.export`` {pair_set, path, format: jsonl|datasets} -> {rows, path}
+- ``prompts.check`` {source: "bundled" | path} -> {name, digest, n_train, n_heldout, problems}
 A second ``round.start`` while one runs is answered with error kind ``round_busy``.
 """
 
@@ -111,3 +112,11 @@ def pairs_export(engine: Engine, msg: Message, state: JobState) -> dict:
     else:
         raise BadRequest("format must be jsonl or datasets")
     return {"rows": n, "path": path}
+
+
+@command("prompts.check")
+def prompts_check(engine: Engine, msg: Message, state: JobState) -> dict:
+    """Read a prompt set and say what a round would use and which lines it would skip."""
+    from engine.training import prompts as PS
+
+    return PS.summary(PS.load(msg.content.get("source") or "bundled"))

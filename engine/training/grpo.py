@@ -115,6 +115,7 @@ def run(config: GRPORoundConfig, state, store=None) -> dict:
         parent = get_adapter(store, config.continue_adapter) if config.continue_adapter else None
         base = policy.resolve(config.model, config.base_gguf)
         pset = prompt_sets.load(config.prompts)
+        prompt_sets.report_problems(pset, state)
         train_prompts = pset.split("train")[: config.n_prompts or None]
         heldout = pset.split("heldout")[: config.verdict_prompts or None]
         prompt_sets.require(train_prompts, 2, "training split")

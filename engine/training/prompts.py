@@ -142,6 +142,20 @@ def require(prompts: list[Prompt], minimum: int, what: str) -> None:
                          f"{minimum}. Import more prompts or lower the setting that asks for them.")
 
 
+def report_problems(pset: PromptSet, state) -> None:
+    """Skipped lines are not silent: one log line each (the first 20) and a count."""
+    if not pset.problems:
+        return
+    state.log(f"{len(pset.problems)} line(s) of prompt set {pset.name} skipped", "warning")
+    for p in pset.problems[:20]:
+        state.log(f"  line {p['line']}: {p['reason']}", "warning")
+
+
+def summary(pset: PromptSet) -> dict:
+    return {"name": pset.name, "digest": pset.digest(), "n_train": len(pset.split("train")),
+            "n_heldout": len(pset.split("heldout")), "problems": pset.problems}
+
+
 def canary_dialogues() -> list[list[dict]]:
     """Held-out human-like chats (written by us) whose perplexity tracks drift."""
     out = []

@@ -78,6 +78,8 @@ def check_engine_commands(out, db, tmp_path):
         assert {k["kind"] for k in kinds} == {"dpo", "online", "reward-weights", "reward-model"}
         assert any(k["title"] == "Online RL (GRPO)" for k in kinds)
         assert all(f["help"] for k in kinds for f in k["fields"])
+        checked = _ask(engine, buf, "prompts.check", {}, "p")["content"]
+        assert checked["n_train"] > 100 and checked["n_heldout"] > 20 and checked["problems"] == []
         listed = _ask(engine, buf, "round.list", {}, "l")["content"]["rounds"]
         assert listed[0]["id"] == out["round_id"] and listed[0]["status"] == "done"
         adapters = _ask(engine, buf, "adapter.list", {}, "a")["content"]["adapters"]

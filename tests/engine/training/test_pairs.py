@@ -42,6 +42,11 @@ def test_import_reports_bad_lines(tmp_path):
     reasons = {p["line"]: p["reason"] for p in ps.problems}
     assert set(reasons) == {2, 3, 5, 6, 7}
     assert "JSON" in reasons[2] and "split" in reasons[5] and "persona" in reasons[7]
+    from engine.jobs import RecordingState
+
+    state = RecordingState()
+    PS.report_problems(ps, state)
+    assert len(state.of_type("log")) == 1 + len(ps.problems)
     with pytest.raises(BadRequest, match="at least 3"):
         PS.require(ps.split("train"), 3, "training split")
 
