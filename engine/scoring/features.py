@@ -96,7 +96,8 @@ _QB_BARE = {"you", "u", "yourself"}
 TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|\?")
 LAUGH_TOKEN = re.compile(r"l+o+l+z?|lmf?a+o+|rofl|a?ha(?:ha)+h?|he(?:he)+|xd+|jk|jkjk")
 _LAUGH_HEADS = ("l", "h", "a", "x", "j", "r")
-EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\U0001F000-\U0001F2FF]|(?<!\\S)(?:[:;=8][-']?[)(DPpO/|3*]|<3|xD|XD|\\^_\\^)(?!\\S)")
+EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\U0001F000-\U0001F2FF]"  # pictographs
+                   "|(?<!\\S)(?:[:;=8][-']?[)(DPpO/|3*]|<3|xD|XD|\\^_\\^)(?!\\S)")  # emoticons standing alone
 ELONGATION = re.compile(r"([a-z])\1{2,}", re.I)
 LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]\s|\d+[.)]\s|#{1,6}\s)|\*\*", re.M)
 SELF_REPAIR_STAR = re.compile(r"^\*\w|\w\*$", re.M)
@@ -186,7 +187,8 @@ def line_features(lines: list[str], partner: list[str] | None = None) -> np.ndar
         sum("?" in s for s in lines) / m, per_msg("question_back"), per_msg("hedge"), per_msg("dont_know"),
         (lex[_L["self_repair"]] + (len(SELF_REPAIR_STAR.findall(text)) if "*" in text else 0)) / m, per_msg("support"),
         float(bool(lexicon_counts(TOKEN.findall(lines[-1].lower()))[_L["farewell"]])), counts[-1],
-        per_msg("meta_ai"), per_msg("recent"), (lex[_L["plans"]] + (len(TIME_OF_DAY.findall(text)) if digits else 0)) / m,
+        per_msg("meta_ai"), per_msg("recent"),
+        (lex[_L["plans"]] + (len(TIME_OF_DAY.findall(text)) if digits else 0)) / m,
         per_msg("routine"), per_msg("opinion"), per_msg("emotion"), per_word("first_person"), per_word("my"),
         per_word("you"), per_msg("self_fact"), digits / n,
         _proper_nouns(lines) / n,

@@ -112,7 +112,8 @@ def evaluate_heldout(
                 progress(step, total)
     return {
         "judge": judge, "questionnaire": q.ref, "n": int(len(items)), "n_games": int(len(np.unique(groups))),
-        "held_out_by": by, "outer_folds": len(outer[0]), "repeats": len(outer), "penalty": config.penalty, "C": config.C,
+        "held_out_by": by, "outer_folds": len(outer[0]), "repeats": len(outer),
+        "penalty": config.penalty, "C": config.C,
         "select": config.select,
         "heldout_accuracy": float(np.mean(fold_acc)), "heldout_std": float(np.std(fold_acc)),
         "heldout_pairwise_accuracy": float(np.mean(fold_pair)), "heldout_pairwise_std": float(np.std(fold_pair)),

@@ -112,7 +112,8 @@ def load_turing_csv(path: str | Path) -> Imported:
                 try:
                     ratings = _ratings(raw, TURING_RATING_IDS)
                 except (ValueError, TypeError) as exc:
-                    out.problems.append(Problem(item, f"precomputed ratings unreadable ({exc}); kept without them", kept=True))
+                    out.problems.append(Problem(item, f"precomputed ratings unreadable ({exc}); kept without them",
+                                                kept=True))
             raw_label = row.get(f"label_{side}")
             out.dialogues.append(Dialogue(
                 id=item, turns=tuple(turns), rated_speaker="W", label=normalise_label(raw_label),
@@ -141,7 +142,8 @@ def load_dialogue_csv(path: str | Path, speaker: str = "P") -> Imported:
             try:
                 ratings = _ratings(raw, QWEN_RATING_IDS)
             except (ValueError, TypeError) as exc:
-                out.problems.append(Problem(item, f"precomputed ratings unreadable ({exc}); kept without them", kept=True))
+                out.problems.append(Problem(item, f"precomputed ratings unreadable ({exc}); kept without them",
+                                            kept=True))
         out.dialogues.append(Dialogue(
             id=item, turns=tuple(turns), rated_speaker=speaker, label=normalise_label(row.get("label")),
             group=(row.get("group") or None), ratings=ratings, meta={"row": index + 2},
@@ -189,7 +191,8 @@ def load_jsonl(path: str | Path) -> Imported:
                 if not any(t.speaker == speaker and t.text.strip() for t in turns):
                     raise ValueError(f"no lines by the rated speaker {speaker!r}")
                 label = obj.get("label")
-                if label is not None and not isinstance(label, (bool, int)) and str(label).lower() not in ("human", "ai"):
+                if (label is not None and not isinstance(label, (bool, int))
+                        and str(label).lower() not in ("human", "ai")):
                     raise ValueError(f"label {label!r} is not 'human' or 'ai'")
                 raw_ratings = obj.get("ratings")
                 if raw_ratings is not None and not isinstance(raw_ratings, dict):

@@ -104,7 +104,8 @@ class Questionnaire:
     def from_dict(cls, d: dict[str, Any]) -> "Questionnaire":
         if d.get("format") != Q_FORMAT:
             raise BadRequest(f"not a questionnaire file (format={d.get('format')!r})")
-        traits = tuple(Trait(int(t["id"]), str(t["name"]), str(t["statement"]), str(t.get("theme", ""))) for t in d["traits"])
+        traits = tuple(Trait(int(t["id"]), str(t["name"]), str(t["statement"]), str(t.get("theme", "")))
+                       for t in d["traits"])
         ids = [t.id for t in traits]
         if len(set(ids)) != len(ids):
             raise BadRequest(f"questionnaire {d.get('id')} repeats a trait id")

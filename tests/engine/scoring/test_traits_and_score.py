@@ -103,3 +103,20 @@ def test_unknown_refs_and_bad_files(tmp_path):
     with pytest.raises(BadRequest):
         load_questionnaire(str(bad))
     assert isinstance(Questionnaire.from_dict(load_questionnaire("hal16").to_dict()), Questionnaire)
+
+
+def test_score_matrix_equals_one_by_one():
+    import numpy as np
+
+    from engine.scoring.score import ratings_matrix, score_matrix
+
+    w = load_weights("hal16_published")
+    rng = random.Random(3)
+    rows = [{t: rng.choice([1, 3, 5, None]) for t in range(1, 33)} for _ in range(10)]
+    X, gaps = ratings_matrix(rows, list(range(1, 33)))
+    assert gaps.sum() == sum(v is None for r in rows for v in r.values())
+    fast = score_matrix(X, list(range(1, 33)), w)
+    slow = [score_ratings(r, w).score for r in rows]
+    assert np.allclose(fast, slow)
+    only_some = score_matrix(X[:, :5], list(range(1, 6)), w)  # weighted traits not in X count neutral
+    assert np.allclose(only_some, [score_ratings({t: r.get(t) for t in range(1, 6)}, w).score for r in rows])
