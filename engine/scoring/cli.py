@@ -241,7 +241,7 @@ def run(func, args) -> int:
     except EngineError as exc:
         if getattr(args, "json", False):
             print(json.dumps({"error": exc.as_content()}), flush=True)
-        print(f"error: {exc.message}" + (f" ({exc.detail})" if exc.detail else ""), file=sys.stderr)
+        print(f"hal: error: {exc.message}" + (f" ({exc.detail})" if exc.detail else ""), file=sys.stderr)
         return 2
 
 
