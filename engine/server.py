@@ -197,9 +197,29 @@ def take_protocol_channel() -> BinaryIO:
     return os.fdopen(proto_fd, "wb", buffering=0)
 
 
+# Modules whose import registers command handlers; a feature that is not
+# built yet is simply absent.
+COMMAND_MODULES = ("engine.commands", "engine.training.commands", "engine.scoring.commands",
+                   "engine.results.commands", "engine.discovery.commands")
+
+
+def register_commands() -> None:
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            importlib.import_module(name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from engine import commands  # noqa: F401  (registers the command handlers)
     from engine.protocol import MAX_LINE_BYTES
+
+    register_commands()
 
     out = take_protocol_channel()
     engine = Engine(out, store_path=os.environ.get("HAL_STUDIO_DB"))
