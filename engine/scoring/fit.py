@@ -123,7 +123,8 @@ def one_thread(func):
 
 
 @one_thread
-def cross_validate(table: Table, config: FitConfig) -> dict:
+def cross_validate(table: Table, config: FitConfig, progress=None) -> dict:
+    """``progress(done, total)`` is called after each fold (a job may raise from it to stop)."""
     X, y, groups = table.X, table.y, table.groups
     if len(set(y.tolist())) < 2:
         raise BadRequest("the fit needs both human and AI speakers")
@@ -135,6 +136,8 @@ def cross_validate(table: Table, config: FitConfig) -> dict:
             oof[te] = X[te] @ w + b
             fold_acc.append(float(np.mean((oof[te] > 0) == (y[te] == 1))))
             fold_w.append(w)
+            if progress:
+                progress(len(fold_w), config.folds * config.repeats + 1)
         pair_acc.append(pairwise_accuracy(oof, y, groups))
         oof_acc.append(float(np.mean((oof > 0) == (y == 1))))
     w_all, b_all = fit_once(X, y, config)
