@@ -52,6 +52,7 @@ class VerdictSettings:
     verdict: bool = opt(True, "judge the new adapter against the base on held-out prompts")
     verdict_prompts: int = opt(0, "held-out prompts used (0 = all)", 0, 1_000_000)
     verdict_seeds: int = opt(1, "replies per held-out prompt and model (same seeds for both)", 1, 64)
+    verdict_max_tokens: int = opt(48, "longest verdict reply in tokens", 4, 4096)
     canary: bool = opt(True, "measure drift: perplexity of held-out human-like chat vs the base")
 
 

@@ -16,6 +16,7 @@ class EvalConfig:
     prompts: str = opt("bundled", "prompt set; its held-out split is used")
     verdict_prompts: int = opt(0, "held-out prompts used (0 = all)", 0, 1_000_000)
     verdict_seeds: int = opt(1, "replies per prompt and model, same seeds for both", 1, 64)
+    verdict_max_tokens: int = opt(48, "longest verdict reply in tokens", 4, 4096)
     judge: str = opt("auto", "judge for the score")
     weights: str = opt("auto", "trait weights (id or id@version); auto = fitted on this judge "
                                 "if saved, else the published ones")
@@ -36,6 +37,7 @@ def run(config: EvalConfig, state, store=None) -> dict:
     from engine.training import policy, prompts as PS
     from engine.training.reward import load_reward
     from engine.training.rounds import get_adapter
+    from engine.training.sampling import SampleSettings
     from engine.training.verdict import canary_perplexity, run_verdict
 
     validate(config)
@@ -62,7 +64,8 @@ def run(config: EvalConfig, state, store=None) -> dict:
     ppl = (lambda on: canary_perplexity(model, tok, dialogues, on)) if config.canary else None
     try:
         verdict = run_verdict(heldout, sampler, reward, None, new, config.verdict_seeds, 1234 + config.seed,
-                              None, ppl, state.cancelled, lambda d, t: state.progress(d, t, f"verdict {d}/{t}"))
+                              SampleSettings(0.7, 0.9, config.verdict_max_tokens), ppl, state.cancelled,
+                              lambda d, t: state.progress(d, t, f"verdict {d}/{t}"))
     finally:
         policy.close(sampler)
     verdict["adapter"] = row.get("id") or row["peft_path"]

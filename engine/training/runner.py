@@ -91,6 +91,7 @@ def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldou
     from engine.training import policy
     from engine.training import prompts as prompt_sets
     from engine.training.rounds import write_adapter
+    from engine.training.sampling import SampleSettings
     from engine.training.verdict import canary_perplexity, run_verdict
 
     adapter_row = write_adapter(store, _only_default(peft_model), record.id, base.source, base.gguf,
@@ -109,7 +110,8 @@ def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldou
             dialogues = prompt_sets.canary_dialogues()
             ppl = (lambda on: canary_perplexity(peft_model, tok, dialogues, on)) if cfg.canary else None
             verdict = run_verdict(
-                heldout, vs, reward, None, new, cfg.verdict_seeds, 1234 + cfg.seed, None, ppl, state.cancelled,
+                heldout, vs, reward, None, new, cfg.verdict_seeds, 1234 + cfg.seed,
+                SampleSettings(0.7, 0.9, cfg.verdict_max_tokens), ppl, state.cancelled,
                 lambda d, t: state.progress(units * (0.85 + 0.15 * d / t), units, f"verdict {d}/{t}"))
         finally:
             policy.close(vs)
