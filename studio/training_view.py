@@ -1,0 +1,439 @@
+"""The Training tab: pick a round and its settings, start it, watch it, judge it.
+
+Everything runs in the engine (``round.*`` commands on worker threads); this
+view only sends commands and shows their events, so chatting in the Compare
+tab goes on while a round trains. Metric events are buffered and drawn from a
+timer (``MetricPlots``); progress updates a bar and a one-line status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
+
+from studio.adapter_list import AdapterList
+from studio.metric_plots import MetricPlots
+from studio.round_form import RoundForm
+from studio.round_history import RoundHistory, can_resume, kind_key
+from studio.verdict_panel import VerdictPanel
+
+ABOUT = {
+    "dpo": "Samples replies to the training prompts, ranks them with the human-likeness score (and "
+           "your decisive ratings), and trains a LoRA adapter on the pairs with DPO.",
+    "online": "The model answers each prompt several times; GRPO pushes up the replies the score "
+              "prefers, with a length guard and a KL pull toward the base. Makes a LoRA adapter.",
+    "reward-weights": "Refits the score's trait weights with your pairwise ratings added "
+                      "(Bradley–Terry) and reports agreement on held-out ratings. No adapter.",
+    "reward-model": "Trains a small learned reward model on your ratings and score-ranked pairs; "
+                    "usable as an extra reward in online RL. No adapter.",
+}
+PRESET_TIPS = {"smoke": "a minute or two: checks that everything works, changes little",
+               "default": "works on the bundled model on 2 cores (DPO: under 10 minutes)"}
+ERROR_STYLE = "color: #c53030;"
+# Failures that resuming would only repeat (the settings or the data must change first).
+NOT_RESUMABLE = ("bad_config", "bad_request", "no_pairs", "round_busy", "not_found", "model_missing")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class TrainingView(QWidget):
+    """Round settings on the left; progress, plots, verdict, adapters and past rounds on the right."""
+
+    sig_use_adapter = Signal(str, str)
+    """Put an adapter in a Compare pane: (slot 'a' or 'b', adapter folder)."""
+
+    def __init__(self, client, parent: QWidget | None = None, redraw_ms: int = 250):
+        super().__init__(parent)
+        self.client = client
+        self.kinds: dict[str, dict] = {}
+        self._requests: dict[str, str] = {}  # command id -> what we asked
+        self.run_id: str | None = None  # the running round's command id
+        self.run_kind: str | None = None
+        self.cancelling = False
+        self.last_result: dict | None = None
+        self.resume_row: dict | None = None
+        self._failed_since: str | None = None
+        self._progress: dict = {}
+        self._since_progress = QElapsedTimer()
+        self._build(redraw_ms)
+        client.sig_progress.connect(self.on_progress)
+        client.sig_metric.connect(self.on_metric)
+        client.sig_result.connect(self.on_result)
+        client.sig_error.connect(self.on_error)
+        client.sig_state_changed.connect(self.on_engine_state)
+        self.on_engine_state(client.state)
+
+    # -- layout -----------------------------------------------------------------------------
+    def _build(self, redraw_ms: int) -> None:
+        self.kind_combo = QComboBox()
+        self.kind_combo.setObjectName("roundKind")
+        self.kind_combo.currentIndexChanged.connect(self.on_kind_changed)
+        self.about = QLabel("")
+        self.about.setWordWrap(True)
+        self.about.setStyleSheet("color: #4a5568;")
+        self.preset_combo = QComboBox()
+        self.preset_combo.currentIndexChanged.connect(self.on_preset_changed)
+        self.reset_button = QPushButton("Reset")
+        self.reset_button.setToolTip("Put every setting back to the preset's value")
+        self.reset_button.clicked.connect(self.on_preset_changed)
+        self.preset_note = QLabel("")
+        self.preset_note.setWordWrap(True)
+        self.preset_note.setStyleSheet("color: #718096; font-size: 8.5pt;")
+        self.form = RoundForm()
+        self.form.sig_validity_changed.connect(lambda _ok: self._update_controls())
+        self.form_error = QLabel("")
+        self.form_error.setWordWrap(True)
+        self.form_error.setStyleSheet(ERROR_STYLE)
+        self.start_button = QPushButton("Start round")
+        self.start_button.setObjectName("sendButton")
+        self.start_button.clicked.connect(self.on_start)
+        presets = QHBoxLayout()
+        presets.addWidget(QLabel("Preset"))
+        presets.addWidget(self.preset_combo, 1)
+        presets.addWidget(self.reset_button)
+        left = QFrame()
+        left.setObjectName("roundSettings")
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(8, 8, 8, 8)
+        heading = QLabel("Round type")
+        heading.setStyleSheet("font-weight: 600; color: #2d3748;")
+        for w in (heading, self.kind_combo, self.about):
+            ll.addWidget(w)
+        ll.addLayout(presets)
+        ll.addWidget(self.preset_note)
+        ll.addWidget(self.form, 1)
+        ll.addWidget(self.form_error)
+        ll.addWidget(self.start_button)
+        left.setMinimumWidth(360)
+
+        self.run_title = QLabel("No round running")
+        self.run_title.setObjectName("runTitle")
+        self.run_title.setStyleSheet("font-size: 12pt; font-weight: 600; color: #2d3748;")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.run_detail = QLabel("Choose a round and press Start.")
+        self.run_detail.setObjectName("runDetail")
+        self.run_detail.setWordWrap(True)
+        self.run_detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop at the end of the current step; the engine saves a checkpoint "
+                                      "so the round can be resumed")
+        self.cancel_button.clicked.connect(self.on_cancel)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the stopped round from its last checkpoint, with its settings")
+        self.resume_button.clicked.connect(lambda: self.resume(self.resume_row))
+        head = QHBoxLayout()
+        head.addWidget(self.run_title, 1)
+        head.addWidget(self.resume_button)
+        head.addWidget(self.cancel_button)
+        self.plots = MetricPlots(redraw_ms=redraw_ms)
+        self.verdict = VerdictPanel()
+        self.verdict.sig_use_adapter.connect(self.sig_use_adapter)
+        self.adapters = AdapterList()
+        self.adapters.sig_use_adapter.connect(self.sig_use_adapter)
+        self.adapters.sig_refresh_requested.connect(self.refresh_lists)
+        self.history = RoundHistory()
+        self.history.sig_refresh_requested.connect(self.refresh_lists)
+        self.history.sig_show_requested.connect(self.on_show_round)
+        self.history.sig_resume_requested.connect(self.resume)
+        self.tabs = QTabWidget()
+        for widget, title in ((self.plots, "Live metrics"), (self.verdict, "Verdict"),
+                              (self.adapters, "Adapters"), (self.history, "Rounds")):
+            self.tabs.addTab(widget, title)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(8, 8, 8, 8)
+        rl.addLayout(head)
+        rl.addWidget(self.progress)
+        rl.addWidget(self.run_detail)
+        rl.addWidget(self.tabs, 1)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.setChildrenCollapsible(False)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([400, 1000])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.addWidget(split)
+        self._tick = QTimer(self)
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self._show_progress)
+        self._update_controls()
+
+    # -- engine ------------------------------------------------------------------------------
+    def _ask(self, type_: str, content: dict | None, purpose: str) -> str:
+        cid = self.client.send(type_, content or {})
+        self._requests[cid] = purpose
+        return cid
+
+    def on_engine_state(self, state: str) -> None:
+        if state == "ready":
+            if not self.kinds:
+                self._ask("round.kinds", {}, "kinds")
+            self.refresh_lists()
+        self._update_controls()
+
+    def refresh_lists(self) -> None:
+        if self.client.state != "ready":
+            return
+        self._ask("adapter.list", {}, "adapters")
+        self._ask("round.list", {"limit": 50}, "rounds")
+
+    def on_result(self, cid: str, content: dict) -> None:
+        if cid == self.run_id:
+            self._finished(content)
+            return
+        purpose = self._requests.pop(cid, None)
+        if purpose == "kinds":
+            self.set_kinds(content.get("kinds") or [])
+        elif purpose == "adapters":
+            self.adapters.set_adapters(content.get("adapters") or [])
+            self.form.set_adapters(content.get("adapters") or [])
+        elif purpose == "rounds":
+            rows = content.get("rounds") or []
+            self.history.set_rounds(rows)
+            self._offer_resume_from(rows)
+
+    def on_error(self, cid: str, content: dict) -> None:
+        if cid == self.run_id:
+            self._failed(content)
+            return
+        purpose = self._requests.pop(cid, None)
+        if purpose == "kinds":
+            self.form_error.setText(f"Could not read the round types: {content.get('message')}")
+        elif purpose is not None:
+            self.run_detail.setText(f"Could not read the {purpose}: {content.get('message')}")
+
+    # -- kinds and form -------------------------------------------------------------------------
+    def set_kinds(self, kinds: list[dict]) -> None:
+        """Fill the round-type list from ``round.kinds``."""
+        self.kinds = {k["kind"]: k for k in kinds}
+        self.kind_combo.blockSignals(True)
+        self.kind_combo.clear()
+        for k in kinds:
+            self.kind_combo.addItem(k.get("title") or k["kind"], k["kind"])
+        self.kind_combo.blockSignals(False)
+        resumable = {k["kind"] for k in kinds if any(f["name"] == "resume" for f in k.get("fields", []))}
+        self.history.set_kinds({k["kind"]: k.get("title") or k["kind"] for k in kinds}, resumable)
+        self.history.set_rounds(self.history.rows)
+        self.on_kind_changed()
+
+    def current_kind(self) -> str | None:
+        return self.kind_combo.currentData()
+
+    def on_kind_changed(self, *_args) -> None:
+        info = self.kinds.get(self.current_kind() or "", {})
+        self.about.setText(ABOUT.get(info.get("kind", ""), ""))
+        self.preset_combo.blockSignals(True)
+        self.preset_combo.clear()
+        for name in info.get("presets") or ["default"]:
+            self.preset_combo.addItem(name, name)
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, PRESET_TIPS.get(name, ""),
+                                          Qt.ItemDataRole.ToolTipRole)
+        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData("default")))
+        self.preset_combo.blockSignals(False)
+        self.form.build(info.get("fields") or [], self._preset_values())
+        self.form.set_adapters(self.adapters.rows)
+        self.on_preset_changed()
+
+    def _preset_values(self) -> dict | None:
+        info = self.kinds.get(self.current_kind() or "", {})
+        return (info.get("preset_values") or {}).get(self.preset_combo.currentData())
+
+    def on_preset_changed(self, *_args) -> None:
+        values = self._preset_values()
+        self.form.reset(values)
+        preset = self.preset_combo.currentData() or ""
+        tip = PRESET_TIPS.get(preset, "")
+        if values is None and self.current_kind():
+            tip += (". The engine fills in the preset's own values for every setting you leave as it "
+                    "is; bold ones are sent as you set them.")
+        self.preset_note.setText(tip[:1].upper() + tip[1:] if tip else "")
+        self._update_controls()
+
+    # -- running ---------------------------------------------------------------------------------
+    def on_start(self) -> None:
+        kind = self.current_kind()
+        if not kind or self.run_id:
+            return
+        try:
+            overrides = self.form.overrides()
+        except ValueError as exc:
+            self.form_error.setText(str(exc))
+            return
+        self._launch(kind, {"kind": kind, "preset": self.preset_combo.currentData() or "default",
+                            "config": overrides})
+
+    def resume(self, row: dict | None) -> None:
+        """Start a stopped round again from its last checkpoint (the engine keeps its settings)."""
+        if not row or self.run_id:
+            return
+        kind = kind_key(row.get("kind"))
+        self._launch(kind, {"kind": kind, "config": {"resume": row["id"]}}, resumed=row["id"])
+
+    def _launch(self, kind: str, content: dict, resumed: str | None = None) -> None:
+        self.run_kind, self.cancelling, self.last_result = kind, False, None
+        self.resume_row, self._failed_since = None, None
+        self._started_at = _now()
+        self._progress = {}
+        self.plots.setup(kind)
+        self.verdict.clear("The verdict appears here when this round finishes.")
+        title = self.kinds.get(kind, {}).get("title", kind)
+        self.run_title.setText(f"{title} · resuming" if resumed else f"{title} · running")
+        self.run_title.setStyleSheet("font-size: 12pt; font-weight: 600; color: #2d3748;")
+        self.progress.setValue(0)
+        self.run_detail.setText("Starting… (the engine checks the settings before any work)")
+        self.form_error.setText("")
+        self.run_id = self.client.send("round.start", content)
+        self.tabs.setCurrentWidget(self.plots)
+        self._since_progress.start()
+        self._tick.start()
+        self._update_controls()
+
+    def on_cancel(self) -> None:
+        if self.run_id and not self.cancelling:
+            self.cancelling = True
+            self.client.cancel(self.run_id)
+            self.run_detail.setText("Cancelling: the engine stops at the end of the current step and "
+                                    "saves a checkpoint there…")
+            self._update_controls()
+
+    def on_progress(self, cid: str, content: dict) -> None:
+        if cid != self.run_id:
+            return
+        self._progress = dict(content)
+        self._since_progress.restart()
+        total = float(content.get("total") or 0)
+        if total > 0:
+            self.progress.setValue(int(1000 * min(1.0, float(content.get("done") or 0) / total)))
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        if not self.run_id or not self._progress:
+            return
+        p = self._progress
+        since = self._since_progress.elapsed() / 1000.0
+        elapsed = (p.get("elapsed_s") or 0) + since
+        eta = p.get("eta_s")
+        eta_text = f" · about {_duration(max(0.0, eta - since))} left" if eta is not None else ""
+        prefix = "Cancelling after this step · " if self.cancelling else ""
+        self.run_detail.setText(f"{prefix}{p.get('message') or 'working'} · {_duration(elapsed)} elapsed"
+                                f"{eta_text}")
+
+    def on_metric(self, cid: str, content: dict) -> None:
+        if cid == self.run_id and "name" in content:
+            try:
+                self.plots.add(str(content["name"]), float(content.get("step", 0)), float(content["value"]))
+            except (TypeError, ValueError):
+                pass  # a malformed metric is not worth a crash
+
+    def _stop_run(self) -> None:
+        self.run_id = None
+        self.cancelling = False
+        self._tick.stop()
+        self.plots.redraw()
+        self._update_controls()
+
+    def _finished(self, result: dict) -> None:
+        kind = self.run_kind or ""
+        title = self.kinds.get(kind, {}).get("title", kind)
+        self.last_result = result
+        self._stop_run()
+        if result.get("cancelled"):
+            self.run_title.setText(f"{title} · cancelled")
+            self.run_title.setStyleSheet("font-size: 12pt; font-weight: 600; color: #975a16;")
+            steps = result.get("steps")
+            self.run_detail.setText("Cancelled" + (f" after {steps} step{'s' if steps != 1 else ''}"
+                                                   if steps is not None else "")
+                                    + ". The last checkpoint is kept; Resume continues from it.")
+            self.resume_row = {"id": result.get("round_id"), "kind": kind, "status": "cancelled"}
+            self.verdict.clear("This round was cancelled, so there is no verdict.")
+        else:
+            self.progress.setValue(1000)
+            self.run_title.setText(f"{title} · finished")
+            self.run_title.setStyleSheet("font-size: 12pt; font-weight: 600; color: #2f855a;")
+            self.run_detail.setText(f"Finished in {_duration(result.get('seconds'))}"
+                                    + (f", {result['steps']} steps" if result.get("steps") else "")
+                                    + (". The adapter is in the Adapters list." if result.get("adapter") else "."))
+            self.verdict.show_result(kind, result)
+            self.tabs.setCurrentWidget(self.verdict)
+        self.refresh_lists()
+        self._update_controls()
+
+    def _failed(self, error: dict) -> None:
+        kind = self.run_kind or ""
+        title = self.kinds.get(kind, {}).get("title", kind)
+        self._stop_run()
+        self.run_title.setText(f"{title} · failed")
+        self.run_title.setStyleSheet("font-size: 12pt; font-weight: 600; color: #c53030;")
+        message = error.get("message") or error.get("kind") or "unknown error"
+        self.run_detail.setText(f"{message}  [{error.get('kind', 'error')}]")
+        self.verdict.clear("The round failed, so there is no verdict.")
+        if error.get("kind") in NOT_RESUMABLE:
+            self.refresh_lists()
+            return
+        # The round's row (if one was written) says whether it can resume; look once the
+        # engine answers again (after a crash, once it is restarted).
+        since = datetime.fromisoformat(self._started_at) - timedelta(seconds=2)
+        self._failed_since = since.isoformat(timespec="milliseconds")
+        self.refresh_lists()
+
+    def _offer_resume_from(self, rows: list[dict]) -> None:
+        if self._failed_since is None or self.run_id:
+            return
+        mine = [r for r in rows if str(r.get("created_at", "")) >= self._failed_since
+                and kind_key(r.get("kind")) == self.run_kind]
+        if mine and can_resume(mine[0], self.history.resumable):
+            self.resume_row = mine[0]
+            self.run_detail.setText(self.run_detail.text() + "  Resume continues it from its last checkpoint.")
+        self._failed_since = None
+        self._update_controls()
+
+    def on_show_round(self, row: dict) -> None:
+        """Show a stored round: its logged metrics and its verdict."""
+        metrics = row.get("metrics") if isinstance(row.get("metrics"), dict) else {}
+        kind = kind_key(row.get("kind"))
+        self.plots.load_history(kind, metrics.get("history") or [])
+        verdict = row.get("verdict") if isinstance(row.get("verdict"), dict) else None
+        adapter = next((a for a in self.adapters.rows if a.get("id") == row.get("adapter_id")), None)
+        result = {"verdict": verdict, "metrics": metrics,
+                  "adapter_path": adapter.get("peft_path") if adapter else None}
+        if row.get("status") == "done":
+            self.verdict.show_result(kind, result)
+        else:
+            self.verdict.clear(f"This round is {row.get('status')}: "
+                               f"{row.get('error') or 'no verdict'}")
+        self.tabs.setCurrentWidget(self.verdict if row.get("status") == "done" else self.plots)
+
+    # -- controls -------------------------------------------------------------------------------
+    def _update_controls(self) -> None:
+        ready = self.client.state == "ready"
+        running = self.run_id is not None
+        valid = self.form.is_valid()
+        self.start_button.setEnabled(ready and not running and valid and self.current_kind() is not None)
+        self.start_button.setText("Round running…" if running else "Start round")
+        self.cancel_button.setVisible(running)
+        self.cancel_button.setEnabled(running and not self.cancelling)
+        self.resume_button.setVisible(not running and self.resume_row is not None)
+        self.resume_button.setEnabled(ready)
+        self.form_error.setText("" if valid else self.form.error_text())
+        self.kind_combo.setEnabled(not running)
+        if not ready and not running and self.run_kind is None:
+            self.run_detail.setText("Waiting for the engine…" if self.client.state == "starting"
+                                    else "The engine is not running; restart it from the Engine menu.")
