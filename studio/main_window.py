@@ -24,6 +24,7 @@ from studio.rating_bar import RatingBar
 from studio.results_view import ResultsView
 from studio.sampling_panel import SamplingPanel
 from studio.session import CompareSession
+from studio.training_view import TrainingView
 
 ENGINE_STATES = {"starting": ("#b7791f", "Engine starting…"), "ready": ("#2f855a", "Engine ready"),
                  "crashed": ("#c53030", "Engine crashed"), "stopped": ("#718096", "Engine stopped")}
@@ -108,6 +109,9 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(central, "Compare")
         self.tabs.addTab(self.results_view, "Results")
+        self.training_view = TrainingView(self.client)
+        self.training_view.sig_use_adapter.connect(self.on_use_adapter)
+        self.tabs.addTab(self.training_view, "Training")
         self.setCentralWidget(self.tabs)
         self.docks = {}
         for key, title, widget, area in (
@@ -233,6 +237,13 @@ class MainWindow(QMainWindow):
                                      "turns; a new prompt continues it.", 8000)
 
     # -- models ---------------------------------------------------------------------------
+    def on_use_adapter(self, slot: str, adapter_path: str) -> None:
+        """Put a trained adapter (on the base it was trained on) in pane A or B."""
+        from studio.adapter_list import adapter_spec
+
+        self.pickers[slot].set_spec(adapter_spec(self.pickers[slot].spec(), adapter_path), emit=True)
+        self.statusBar().showMessage(f"Model {slot.upper()} now uses adapter {adapter_path}.", 8000)
+
     def on_model_changed(self, slot: str, spec: dict) -> None:
         self.prefs.set(f"model_{slot}", spec)
         self.session.set_model(slot, spec)
