@@ -10,7 +10,9 @@ each probe is called with "start" before our run and "stop" after it, and what
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import sys
 import threading
 import time
 from typing import Callable
@@ -95,7 +97,8 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
     model, tok = policy.load(base)
     ds = _dataset()
     plain, ours, extra = [], [], {}
-    with tempfile.TemporaryDirectory() as tmp:
+    # a plain script's Trainer prints its logs; keep stdout for our one JSON line
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         for r in range(repeats):
             torch.manual_seed(r)
             dt, model = _plain(model, tok, ds, f"{tmp}/plain{r}", steps, batch)
