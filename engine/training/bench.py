@@ -85,14 +85,14 @@ def _ours(model, tok, ds, out, steps, batch):
 
 
 def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, repeats: int = 2,
-                threads: int = 2) -> dict:
+                threads: int = 0) -> dict:
     import tempfile
 
     import torch
 
     from engine.training import policy
 
-    policy.set_threads(threads)
+    threads = policy.set_threads(threads)
     base = policy.resolve(model_source)
     model, tok = policy.load(base)
     ds = _dataset()

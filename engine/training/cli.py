@@ -111,7 +111,7 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--steps", type=int, default=6, help="DPO steps timed in each setting")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=2, help="alternating runs of each setting")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores, one on a busy machine)")
     p.add_argument("--json", action="store_true")
 
     def _bench(args):
