@@ -1,17 +1,14 @@
 """llama.cpp backend through llama-cpp-python's low-level ctypes API.
 
-The weights are mapped once per file. Each adapter (None = the base) gets one
-context whose unified KV cache holds a sequence per concurrent pane, and one
-scheduler thread that advances every active pane with a single llama_decode
-per step, so two panes cost little more than one.
+The weights are mapped once per file and shared by every pane. Each adapter
+(None = the base) gets its own context with one KV stream per concurrent pane,
+driven by a scheduler thread (llama_lanes) that batches the panes' tokens.
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import os
-import queue
 import sys
 import threading
 import time
@@ -24,10 +21,9 @@ from llama_cpp import llama_cpp as ll
 
 from engine.errors import AdapterError, BadRequest, EngineError, ModelFileError, PromptTooLong
 from engine.models.base import GenerationResult, Sampling, template_digest
+from engine.models.llama_lanes import DONE, SHARE_MIN, Lane, Request, _cpu_watch  # noqa: F401
 
-GGML_TYPE_F16 = 1
 N_BATCH = 512
-SHARE_MIN = 64  # copying another pane's KV stream beats prefilling only past this many tokens
 FALLBACK_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -78,14 +74,6 @@ def _default_threads() -> int:
     return max(1, min(physical or os.cpu_count() or 1, len(os.sched_getaffinity(0)), 8))
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 def _template_error(message: str):
     raise BadRequest(f"The chat template refused these messages: {message}")
 
@@ -104,360 +92,6 @@ def _compile_template(source: str):
     return env.from_string(source)
 
 
-# ---------------------------------------------------------------- scheduling
-class _CoreShare:
-    """Splits the CPU threads between contexts that decode at the same time,
-    so base and adapter lanes do not oversubscribe the cores."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self._busy: set[int] = set()
-        self._lock = threading.Lock()
-
-    def enter(self, lane_id: int) -> None:
-        with self._lock:
-            self._busy.add(lane_id)
-
-    def leave(self, lane_id: int) -> None:
-        with self._lock:
-            self._busy.discard(lane_id)
-
-    def share(self) -> int:
-        return max(1, self.total // max(1, len(self._busy)))
-
-
-class _CpuWatch:
-    """Cores kept busy by other processes, sampled at most twice a second.
-
-    llama.cpp's worker threads spin at barriers: when a training round holds a
-    core, two threads decoded 20x slower than one here. Lanes drop to the free
-    cores instead of probing (a probe with two threads can take seconds).
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._last: tuple[float, float, float] | None = None
-        self._others = 0.0
-        self._measured = False
-
-    def others(self) -> float:
-        with self._lock:
-            now = time.monotonic()
-            if self._last is not None and now - self._last[0] < 0.5:
-                if self._measured:
-                    return self._others
-                time.sleep(max(0.0, 0.05 - (now - self._last[0])))  # first reading: a short window
-                now = time.monotonic()
-            try:
-                import psutil
-
-                cpu = psutil.cpu_times()
-                busy = sum(cpu) - cpu.idle - getattr(cpu, "iowait", 0.0)
-                mine = sum(psutil.Process().cpu_times()[:2])
-            except Exception:  # no /proc: assume a quiet machine
-                return 0.0
-            if self._last is not None:
-                wall = now - self._last[0]
-                self._others = max(0.0, ((busy - self._last[1]) - (mine - self._last[2])) / wall)
-                self._measured = True
-            self._last = (now, busy, mine)
-            return self._others
-
-
-_cpu_watch = _CpuWatch()
-
-
-class _Slot:
-    """One KV sequence and the tokens whose keys/values it currently holds."""
-
-    def __init__(self, seq: int):
-        self.seq = seq
-        self.cached: list[int] = []
-        self.busy = False
-        self.last_used = 0.0
-
-
-class _Request:
-    """One generate() call as the scheduler sees it."""
-
-    def __init__(self, prompt: list[int], sampling: Sampling, cancelled, t0: float):
-        self.prompt = prompt
-        self.sampling = sampling
-        self.cancelled = cancelled
-        self.t0 = t0
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.abort = False  # set by the caller when its on_token failed
-        self.slot: _Slot | None = None
-        self.todo: list[int] = []  # prompt tokens still to prefill
-        self.next_token: int | None = None  # sampled, not yet in the KV cache
-        self.n_past = 0
-        self.generated: list[int] = []
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.parts: list[str] = []
-        self.sampler = None
-        self.t_first: float | None = None
-        self.t_done = 0.0
-        self.finish = ""
-        self.error: BaseException | None = None
-        self.prefill_tokens = 0
-        self.reused_tokens = 0
-        self.want_logits = False  # stop after the prompt and keep its next-token logits
-        self.logits = None
-
-
-_DONE = object()
-
-
-class _Lane:
-    """A context for one adapter (or the base) and the thread that drives it."""
-
-    def __init__(self, owner: "LlamaCppModel", adapter_key: str | None, adapter_ptr):
-        self.owner = owner
-        self.key = adapter_key
-        params = ll.llama_context_default_params()
-        params.n_ctx = owner.n_ctx_per_seq * owner.max_seqs
-        params.n_batch = params.n_ubatch = owner.n_batch
-        params.n_seq_max = owner.max_seqs
-        params.n_threads = params.n_threads_batch = owner.n_threads
-        params.kv_unified = owner.kv_unified
-        params.type_k = params.type_v = GGML_TYPE_F16
-        params.flash_attn_type = owner.flash_attn_type
-        params.no_perf = True
-        self.ctx = ll.llama_init_from_model(owner._model, params)
-        if not self.ctx:
-            raise EngineError("llama.cpp could not create a context for this model "
-                              f"(n_ctx={params.n_ctx}); see the engine log.", kind="model_invalid")
-        if adapter_ptr:
-            adapters = (ll.llama_adapter_lora_p_ctypes * 1)(adapter_ptr)
-            scales = (ctypes.c_float * 1)(1.0)
-            if ll.llama_set_adapters_lora(self.ctx, adapters, 1, scales) != 0:
-                ll.llama_free(self.ctx)
-                raise AdapterError(f"llama.cpp refused to apply the adapter {adapter_key}.")
-        self.mem = ll.llama_get_memory(self.ctx)
-        self.batch = ll.llama_batch_init(owner.n_batch, 0, 1)
-        self.slots = [_Slot(i) for i in range(owner.max_seqs)]
-        self.cond = threading.Condition()
-        self.waiting: deque[_Request] = deque()
-        self.running: list[_Request] = []
-        self.closing = False
-        self.threads_now = owner.n_threads
-        self.last_active = time.monotonic()
-        self.thread = threading.Thread(target=self._loop, name=f"llama-lane-{adapter_key or 'base'}",
-                                       daemon=True)
-        self.thread.start()
-
-    # -- called from generate() threads
-    def submit(self, req: _Request) -> None:
-        with self.cond:
-            if self.closing:
-                raise EngineError("The model is being unloaded.")
-            self.waiting.append(req)
-            self.last_active = time.monotonic()
-            self.cond.notify()
-
-    def idle(self) -> bool:
-        with self.cond:
-            return not self.waiting and not self.running
-
-    def close(self) -> None:
-        with self.cond:
-            self.closing = True
-            self.cond.notify()
-        self.thread.join()
-        ll.llama_batch_free(self.batch)
-        ll.llama_free(self.ctx)
-
-    # -- the scheduler thread
-    def _loop(self) -> None:
-        cores = self.owner._cores
-        while True:
-            with self.cond:
-                while not self.closing and not self.waiting and not self.running:
-                    cores.leave(id(self))
-                    self.cond.wait()
-                if self.closing:
-                    break
-                for req in [r for r in self.waiting if self._wants_stop(r)]:
-                    self.waiting.remove(req)
-                    self._finish(req, "cancelled")
-                incoming = []
-                while self.waiting and len(self.running) + len(incoming) < len(self.slots):
-                    incoming.append(self.waiting.popleft())
-            cores.enter(id(self))
-            for req in incoming:
-                self._start(req)
-            try:
-                if self.running:
-                    self._step()
-            except Exception as exc:  # keep the thread alive; fail only what was in flight
-                for req in list(self.running):
-                    self._drop_slot(req)
-                    self._finish(req, "error", exc)
-        cores.leave(id(self))
-        with self.cond:
-            stranded = list(self.waiting) + list(self.running)
-            self.waiting.clear()
-        for req in stranded:
-            self._finish(req, "error", EngineError("The model was unloaded during generation."))
-
-    @staticmethod
-    def _wants_stop(req: _Request) -> bool:
-        if req.abort:
-            return True
-        try:
-            return bool(req.cancelled())
-        except Exception:
-            return True
-
-    def _start(self, req: _Request) -> None:
-        """Give the request a free slot and keep as much cached prefix as fits."""
-        try:
-            req.sampler = self.owner._make_sampler(req.sampling)
-            free = [s for s in self.slots if not s.busy]
-            # Always prefill at least two tokens (see _step), one when the prompt is a single token.
-            limit = max(len(req.prompt) - 2, 0)
-            slot = max(free, key=lambda s: (min(_common_prefix(s.cached, req.prompt), limit),
-                                            -s.last_used))
-            keep = min(_common_prefix(slot.cached, req.prompt), limit)
-            donor, shared = None, keep
-            for other in self.slots:
-                if other is not slot:
-                    n = min(_common_prefix(other.cached, req.prompt), limit)
-                    if n > shared:
-                        donor, shared = other, n
-            if donor is not None and (self.owner.kv_unified or shared - keep >= SHARE_MIN):
-                if self.owner.kv_unified:  # same cells, tagged with both sequences
-                    ll.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
-                    ll.llama_memory_seq_cp(self.mem, donor.seq, slot.seq, 0, shared)
-                else:  # streams copy whole (on the next decode), then trim
-                    ll.llama_memory_seq_cp(self.mem, donor.seq, slot.seq, -1, -1)
-                    ll.llama_memory_seq_rm(self.mem, slot.seq, shared, -1)
-                slot.cached = donor.cached[:shared]
-                keep = shared
-            elif not ll.llama_memory_seq_rm(self.mem, slot.seq, keep, -1):
-                ll.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
-                keep = 0
-            del slot.cached[keep:]
-            slot.busy = True
-            req.slot = slot
-            req.n_past = keep
-            req.todo = req.prompt[keep:]
-            req.prefill_tokens = len(req.todo)
-            req.reused_tokens = keep
-            self.running.append(req)
-        except Exception as exc:
-            self._finish(req, "error", exc)
-
-    def _step(self) -> None:
-        """At most one prefill chunk, then one token for every decoding sequence.
-
-        Each llama_decode carries one kind of work: a prefill chunk of a single
-        sequence (never a 1-token tail), or one token per sequence. Mixed batches
-        get split by llama.cpp into uneven ubatches, and 1-token ubatches take
-        other kernels whose rounding differs, so a pane's text would depend on
-        what the other pane was doing.
-        """
-        cores = self.owner._cores
-        free = max(1, int(cores.total - _cpu_watch.others() + 0.5))
-        threads = min(cores.share(), free)
-        if threads != self.threads_now:
-            ll.llama_set_n_threads(self.ctx, threads, threads)
-            self.threads_now = threads
-        filling = next((r for r in self.running if r.todo), None)
-        if filling is not None:
-            chunk = filling.todo[:self.owner.n_batch]
-            if len(filling.todo) - len(chunk) == 1:
-                chunk = chunk[:-1]
-            last = len(chunk) == len(filling.todo)
-            if self._decode([(filling, chunk, last)]):
-                filling.slot.cached.extend(chunk)
-                filling.n_past += len(chunk)
-                del filling.todo[:len(chunk)]
-                if last:
-                    self._output(filling, len(chunk) - 1)
-        stepping = [(r, [r.next_token], True) for r in self.running if r.next_token is not None]
-        if stepping and self._decode(stepping):
-            for i, (req, tokens, _) in enumerate(stepping):
-                if self.owner.reuse_generated:
-                    req.slot.cached.extend(tokens)
-                req.n_past += 1
-                req.next_token = None
-                self._output(req, i)
-        for req in list(self.running):
-            if self._wants_stop(req):
-                self._finish(req, "cancelled")
-
-    def _decode(self, work: list[tuple[_Request, list[int], bool]]) -> bool:
-        """One llama_decode of (request, tokens, logits for the last?) entries."""
-        b = self.batch
-        n = 0
-        for req, tokens, want in work:
-            seq, pos = req.slot.seq, req.n_past
-            for j, tok in enumerate(tokens):
-                b.token[n] = tok
-                b.pos[n] = pos + j
-                b.n_seq_id[n] = 1
-                b.seq_id[n][0] = seq
-                b.logits[n] = 0
-                n += 1
-            b.logits[n - 1] = 1 if want else 0
-        b.n_tokens = n
-        rc = ll.llama_decode(self.ctx, b)
-        if rc == 0:
-            return True
-        error = EngineError(f"llama_decode failed with code {rc}"
-                            + (" (no room left in the KV cache)" if rc == 1 else ""))
-        for req, _, _ in work:
-            self._drop_slot(req)
-            self._finish(req, "error", error)
-        return False
-
-    def _output(self, req: _Request, index: int) -> None:
-        if req.want_logits:
-            row = ll.llama_get_logits_ith(self.ctx, index)
-            req.logits = np.ctypeslib.as_array(row, shape=(self.owner.n_vocab,)).copy()
-            self._finish(req, "stop")
-        else:
-            self._accept(req, ll.llama_sampler_sample(req.sampler, self.ctx, index))
-
-    def _accept(self, req: _Request, token: int) -> None:
-        owner = self.owner
-        if req.t_first is None:
-            req.t_first = time.perf_counter()
-        if ll.llama_vocab_is_eog(owner._vocab, token):
-            self._finish(req, "stop")
-            return
-        req.generated.append(token)
-        text = req.decoder.decode(owner._piece(token))
-        if text:
-            req.parts.append(text)
-            req.inbox.put(text)
-        if len(req.generated) >= req.sampling.max_tokens or req.n_past >= owner.n_ctx_per_seq:
-            self._finish(req, "length")
-        else:
-            req.next_token = token
-
-    def _drop_slot(self, req: _Request) -> None:
-        if req.slot is not None:
-            ll.llama_memory_seq_rm(self.mem, req.slot.seq, -1, -1)
-            req.slot.cached = []
-
-    def _finish(self, req: _Request, reason: str, error: BaseException | None = None) -> None:
-        if req in self.running:
-            self.running.remove(req)
-        if req.slot is not None:
-            req.slot.busy = False
-            req.slot.last_used = time.monotonic()
-        if req.sampler:
-            ll.llama_sampler_free(req.sampler)
-            req.sampler = None
-        req.finish, req.error = reason, error
-        req.t_done = time.perf_counter()
-        self.last_active = time.monotonic()
-        req.inbox.put(_DONE)
-
-
-# ---------------------------------------------------------------- the model
 class LlamaCppModel:
     """A GGUF base model served by llama.cpp, with its GGUF LoRA adapters."""
 
@@ -484,39 +118,38 @@ class LlamaCppModel:
         # reusing them would make turn 2 depend on the cache. True trades that
         # exactness for a shorter prefill.
         self.reuse_generated = bool(reuse_generated)
-        self._cores = _CoreShare(self.n_threads)
         _cpu_watch.others()  # start the load baseline while the weights map in
         params = ll.llama_model_default_params()
         params.n_gpu_layers = 0
         params.use_mmap = True
-        self._model = ll.llama_model_load_from_file(str(self.path).encode(), params)
-        if not self._model:
+        self.model_ptr = ll.llama_model_load_from_file(str(self.path).encode(), params)
+        if not self.model_ptr:
             detail = _log_errors[-1] if _log_errors else ""
             raise ModelFileError(f"llama.cpp could not load {self.path.name}.", detail)
-        self._vocab = ll.llama_model_get_vocab(self._model)
-        self.n_vocab = ll.llama_vocab_n_tokens(self._vocab)
-        n_train = ll.llama_model_n_ctx_train(self._model)
+        self.vocab_ptr = ll.llama_model_get_vocab(self.model_ptr)
+        self.n_vocab = ll.llama_vocab_n_tokens(self.vocab_ptr)
+        n_train = ll.llama_model_n_ctx_train(self.model_ptr)
         self.n_ctx_per_seq = int(min(n_ctx_per_seq, n_train) if n_train > 0 else n_ctx_per_seq)
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.Lock()
         self._adapters: dict[str, object] = {}
-        self._lanes: dict[str | None, _Lane] = {}
+        self._lanes: dict[str | None, Lane] = {}
         self._closed = False
         self.name = self._meta("general.name") or self.path.stem
         template = self._meta("tokenizer.chat_template")
         self.template_source = "gguf" if template else "fallback"
         self.chat_template = template or FALLBACK_TEMPLATE
         self._template = _compile_template(self.chat_template)
-        self.bos_text = self._special_text(ll.llama_vocab_bos(self._vocab))
-        self.eos_text = self._special_text(ll.llama_vocab_eos(self._vocab))
-        self._add_bos = bool(ll.llama_vocab_get_add_bos(self._vocab))
+        self.bos_text = self._special_text(ll.llama_vocab_bos(self.vocab_ptr))
+        self.eos_text = self._special_text(ll.llama_vocab_eos(self.vocab_ptr))
+        self._add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab_ptr))
 
     # -- metadata and text
     def _meta(self, key: str) -> str | None:
         size = 256
         while True:
             buf = ctypes.create_string_buffer(size)
-            n = ll.llama_model_meta_val_str(self._model, key.encode(), buf, size)
+            n = ll.llama_model_meta_val_str(self.model_ptr, key.encode(), buf, size)
             if n < 0:
                 return None
             if n < size:
@@ -527,18 +160,18 @@ class LlamaCppModel:
         if token < 0:
             return ""
         buf = ctypes.create_string_buffer(128)
-        n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        n = ll.llama_token_to_piece(self.vocab_ptr, token, buf, len(buf), 0, True)
         return buf.raw[:max(n, 0)].decode("utf-8", "replace")
 
-    def _piece(self, token: int) -> bytes:
+    def piece(self, token: int) -> bytes:
         """The bytes of one token (special tokens render as nothing), cached."""
         piece = self._pieces.get(token)
         if piece is None:
             buf = ctypes.create_string_buffer(64)
-            n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            n = ll.llama_token_to_piece(self.vocab_ptr, token, buf, len(buf), 0, False)
             if n < 0:
                 buf = ctypes.create_string_buffer(-n)
-                n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+                n = ll.llama_token_to_piece(self.vocab_ptr, token, buf, len(buf), 0, False)
             piece = self._pieces[token] = buf.raw[:n]
         return piece
 
@@ -561,14 +194,14 @@ class LlamaCppModel:
         add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
         size = len(data) + 8
         buf = (ll.llama_token * size)()
-        n = ll.llama_tokenize(self._vocab, data, len(data), buf, size, add, True)
+        n = ll.llama_tokenize(self.vocab_ptr, data, len(data), buf, size, add, True)
         if n < 0:
             size = -n
             buf = (ll.llama_token * size)()
-            n = ll.llama_tokenize(self._vocab, data, len(data), buf, size, add, True)
+            n = ll.llama_tokenize(self.vocab_ptr, data, len(data), buf, size, add, True)
         return list(buf[:n])
 
-    def _make_sampler(self, s: Sampling):
+    def make_sampler(self, s: Sampling):
         params = ll.llama_sampler_chain_default_params()
         params.no_perf = True
         chain = ll.llama_sampler_chain_init(params)
@@ -603,14 +236,16 @@ class LlamaCppModel:
             if key in self._adapters:
                 return
             _log_errors.clear()
-            ptr = ll.llama_adapter_lora_init(self._model, key.encode())
+            ptr = ll.llama_adapter_lora_init(self.model_ptr, key.encode())
             if not ptr:
                 why = " ".join(_log_errors) or "see the engine log"
                 raise AdapterError(
                     f"{Path(key).name} is not a LoRA adapter for {self.name}: llama.cpp refused it.", why)
             self._adapters[key] = ptr
 
-    def _lane(self, adapter: str | None) -> _Lane:
+    def _submit(self, adapter: str | None, req: _Request) -> None:
+        """Queue ``req`` on the adapter's context, creating it on first use; under
+        the lock, so an idle context is never freed while work is handed to it."""
         key = None
         if adapter:
             self.check_adapter(adapter)
@@ -620,14 +255,14 @@ class LlamaCppModel:
                 raise EngineError("The model has been unloaded.")
             lane = self._lanes.get(key)
             if lane is None:
-                if len(self._lanes) >= self.max_contexts:  # free the longest-idle context
-                    idle = [l for k, l in self._lanes.items() if k is not None and l.idle()]
+                if len(self._lanes) >= self.max_contexts:  # free the longest-idle adapter context
+                    idle = [lane for k, lane in self._lanes.items() if k is not None and lane.idle()]
                     if idle:
-                        victim = min(idle, key=lambda l: l.last_active)
+                        victim = min(idle, key=lambda lane: lane.last_active)
                         del self._lanes[victim.key]
                         victim.close()
-                lane = self._lanes[key] = _Lane(self, key, self._adapters.get(key) if key else None)
-            return lane
+                lane = self._lanes[key] = Lane(self, key, self._adapters.get(key) if key else None)
+            lane.submit(req)
 
     # -- the LoadedModel interface
     def info(self) -> dict:
@@ -637,7 +272,7 @@ class LlamaCppModel:
                 "n_ctx": self.n_ctx_per_seq, "max_seqs": self.max_seqs, "n_threads": self.n_threads,
                 "chat_template_digest": template_digest(self.chat_template),
                 "chat_template_source": self.template_source,
-                "n_params": int(ll.llama_model_n_params(self._model)),
+                "n_params": int(ll.llama_model_n_params(self.model_ptr)),
                 "file_bytes": self.path.stat().st_size, "adapters": adapters}
 
     def _prompt(self, messages: list[dict]) -> list[int]:
@@ -652,10 +287,10 @@ class LlamaCppModel:
 
     def next_token_logits(self, messages: list[dict], adapter: str | None = None) -> np.ndarray:
         """Raw logits for the token after the prompt (checks adapters against PEFT)."""
-        req = _Request(self._prompt(messages), Sampling(temperature=0), lambda: False, time.perf_counter())
+        req = Request(self._prompt(messages), Sampling(temperature=0), lambda: False, time.perf_counter())
         req.want_logits = True
-        self._lane(adapter).submit(req)
-        while req.inbox.get() is not _DONE:
+        self._submit(adapter, req)
+        while req.inbox.get() is not DONE:
             pass
         if req.error is not None:
             raise req.error
@@ -664,12 +299,12 @@ class LlamaCppModel:
     def generate(self, messages, sampling, adapter, on_token, cancelled) -> GenerationResult:
         t0 = time.perf_counter()
         tokens = self._prompt(messages)
-        req = _Request(tokens, sampling, cancelled, t0)
-        self._lane(adapter).submit(req)
+        req = Request(tokens, sampling, cancelled, t0)
+        self._submit(adapter, req)
         callback_error = None
         while True:
             item = req.inbox.get()
-            if item is _DONE:
+            if item is DONE:
                 break
             if callback_error is None:
                 try:
@@ -702,5 +337,5 @@ class LlamaCppModel:
             lane.close()
         for ptr in adapters:
             ll.llama_adapter_lora_free(ptr)
-        ll.llama_model_free(self._model)
-        self._model = None
+        ll.llama_model_free(self.model_ptr)
+        self.model_ptr = None

@@ -209,7 +209,7 @@ def test_a_pane_starting_late_copies_the_shared_prefix(model):
 
 def test_utf8_is_never_split(model):
     text = "🙂🎉 café 日本語"
-    pieces = [model._piece(t) for t in model.tokenize(text)]
+    pieces = [model.piece(t) for t in model.tokenize(text)]
     assert any(not p.decode("utf-8", "ignore") == p.decode("utf-8", "replace") for p in pieces)
     result, streamed = run(model, [{"role": "user", "content": "Reply with three emoji about the sea: 🌊"}],
                            temperature=0, max_tokens=20)
