@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine import bench_chat
 
     bench_chat.register(bench)
-    for name in ("engine.scoring.cli", "engine.training.cli", "engine.results.cli"):
+    for name in ("engine.scoring.cli", "engine.training.cli", "engine.results.cli", "engine.discovery.cli"):
         try:
             if importlib.util.find_spec(name) is None:  # a feature not built yet
                 continue

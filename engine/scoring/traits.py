@@ -42,6 +42,8 @@ class Questionnaire:
     description: str = ""
     scale: dict = field(default_factory=lambda: {"min": 1, "max": 5, "neutral": 3})
     parent: str | None = None
+    # Where traits came from (trait discovery writes it: run, data, evidence, measure per trait id).
+    provenance: dict = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -98,6 +100,7 @@ class Questionnaire:
             "name": self.name, "description": self.description, "parent": self.parent,
             "scale": self.scale, "themes": list(self.themes),
             "traits": [{"id": t.id, "name": t.name, "statement": t.statement, "theme": t.theme} for t in self.traits],
+            **({"provenance": self.provenance} if self.provenance else {}),
         }
 
     @classmethod
@@ -111,7 +114,8 @@ class Questionnaire:
             raise BadRequest(f"questionnaire {d.get('id')} repeats a trait id")
         return cls(id=str(d["id"]), version=d.get("version"), name=str(d.get("name", d["id"])), traits=traits,
                    themes=tuple(d.get("themes", ())), description=str(d.get("description", "")),
-                   scale=dict(d.get("scale") or {"min": 1, "max": 5, "neutral": 3}), parent=d.get("parent"))
+                   scale=dict(d.get("scale") or {"min": 1, "max": 5, "neutral": 3}), parent=d.get("parent"),
+                   provenance=dict(d.get("provenance") or {}))
 
 
 @dataclass(frozen=True)

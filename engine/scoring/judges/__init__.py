@@ -76,6 +76,14 @@ def _not_yet(name: str) -> Callable[..., Judge]:
     return factory
 
 
+def _measured(**opts) -> Judge:
+    """Discovered traits with a measure (engine.discovery), the rest by the lexical rules."""
+    from engine.discovery.measured import MeasuredJudge
+
+    opts.pop("model", None)
+    return MeasuredJudge(**opts)
+
+
 def _precomputed(**opts) -> Judge:
     opts.pop("model", None)
     return PrecomputedJudge(**opts)
@@ -84,5 +92,6 @@ def _precomputed(**opts) -> Judge:
 register_judge("lexical", _lexical)
 register_judge("distilled", _distilled)
 register_judge("precomputed", _precomputed)
+register_judge("measured", _measured)
 register_judge("llm", _not_yet("llm"))
 register_judge("api", _not_yet("api"))

@@ -1,0 +1,137 @@
+"""From proposals to a questionnaire: accept, edit, merge, drop.
+
+Each accepted item names one or more proposals of a saved run (a cluster
+``c3``, a feature group ``g2`` or a feature by name); merging is an item with
+several. The result is a new questionnaire version whose provenance says, per
+trait, which run, file and evidence it came from, and, for a feature, the
+measure that lets the ``measured`` judge rate it, so ``hal fit`` can weigh it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+
+from engine.errors import BadRequest
+from engine.scoring.traits import Questionnaire, load_questionnaire, save_questionnaire
+
+DISCOVERED = {"id": "discovered", "name": "Discovered", "about": "Traits proposed by trait discovery."}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "trait"
+
+
+def proposals(run: dict) -> dict[str, dict]:
+    """Every proposal of a run by id: clusters, feature groups and single features."""
+    out: dict[str, dict] = {}
+    for c in run.get("clusters") or []:
+        out[c["id"]] = {"kind": "cluster", "id": c["id"], "size": c["size"], "n_games": c.get("n_games"),
+                        "correct_share": c.get("correct_share"), "representatives": c["representatives"][:5],
+                        "statement": c["representatives"][0] if c["representatives"] else "",
+                        "name": "-".join(c.get("keywords", [])[:2]) or c["id"], "theme": ""}
+    by_name = {c["name"]: c for c in run.get("candidates") or []}
+    for name, c in by_name.items():
+        out[name] = {"kind": "feature", "id": name, "auc": c["auc"], "ci": c["ci"], "direction": c["direction"],
+                     "cliffs_delta": c.get("cliffs_delta"), "statement": c["statement"], "name": _slug(c["label"]),
+                     "theme": c.get("theme", "")}
+    for g in run.get("groups") or []:
+        lead = out[g["lead"]]
+        out[g["id"]] = {**lead, "kind": "feature group", "id": g["id"], "members": g["members"], "lead": g["lead"]}
+    return out
+
+
+def _measure(run: dict, feature: str, direction: str | None) -> dict:
+    q = (run.get("feature_quantiles") or {}).get(feature)
+    if not q:
+        raise BadRequest(f"run {run.get('run_id')} has no values of the feature {feature!r} to anchor a measure")
+    if direction is None:
+        cand = next((c for c in run.get("candidates") or [] if c["name"] == feature), None)
+        if cand:
+            direction = cand["direction"]
+        elif "human_mean" in q and "ai_mean" in q:
+            direction = "higher in humans" if q["human_mean"] >= q["ai_mean"] else "lower in humans"
+        else:
+            raise BadRequest(f"say whether {feature} is higher or lower in humans")
+    higher = str(direction).startswith("higher")
+    lo, hi = (q["p10"], q["p90"]) if q["p10"] != q["p90"] else (q["min"], q["max"])
+    if lo == hi:
+        raise BadRequest(f"the feature {feature} does not vary in run {run.get('run_id')}; it cannot rate a trait")
+    at1, at5 = (lo, hi) if higher else (hi, lo)
+    return {"feature": feature, "direction": "higher in humans" if higher else "lower in humans",
+            "at1": at1, "at5": at5, "anchors_from": "10th and 90th percentile of the run's data"}
+
+
+def _one(run: dict, props: dict[str, dict], item: dict) -> tuple[dict, dict]:
+    """(trait fields, provenance entry) for one accepted item."""
+    ids = item.get("from")
+    ids = [ids] if isinstance(ids, str) else list(ids or [])
+    if not ids:
+        raise BadRequest("each accepted item needs 'from': one or more proposal ids")
+    unknown = [i for i in ids if i not in props]
+    if unknown:
+        known = sorted(props)[:30]
+        raise BadRequest(f"no proposal {', '.join(unknown)} in run {run.get('run_id')}", "known: " + ", ".join(known))
+    evidence = [props[i] for i in ids]
+    first = evidence[0]
+    statement = " ".join(str(item.get("statement") or first["statement"]).split())
+    if not statement:
+        raise BadRequest(f"the trait from {'+'.join(ids)} needs a statement")
+    name = _slug(str(item.get("name") or first["name"]))
+    measure = None
+    wanted = item.get("measure")
+    if wanted:
+        measure = _measure(run, str(wanted), item.get("direction"))
+    elif wanted is None:
+        feature = next((e.get("lead", e["id"]) for e in evidence if e["kind"] != "cluster"), None)
+        if feature:
+            measure = _measure(run, feature, item.get("direction"))
+    entry = {"from": ids, "run": run.get("run_id"), "method": run.get("method"),
+             "evidence": [{k: v for k, v in e.items() if k not in ("statement", "name", "theme")} for e in evidence],
+             "edited": bool(item.get("statement")) and item["statement"] != first["statement"]}
+    if len(ids) > 1:
+        entry["merged"] = True
+    if measure:
+        entry["measure"] = measure
+    return {"name": name, "statement": statement, "theme": str(item.get("theme") or first.get("theme") or "")}, entry
+
+
+def accept(run: dict, items: list[dict], questionnaire_id: str, base: str | None = None, name: str | None = None,
+           drop_traits: list[int] | None = None) -> Questionnaire:
+    """Save the accepted items as a new version of ``questionnaire_id`` (on top of ``base``, if given)."""
+    if not items:
+        raise BadRequest("nothing to accept: choose at least one proposal")
+    props = proposals(run)
+    made = [_one(run, props, item) for item in items]
+    if base:
+        q = load_questionnaire(base)
+        if drop_traits:
+            q = q.drop_traits(*[int(t) for t in drop_traits])
+    else:
+        if drop_traits:
+            raise BadRequest("drop_traits needs a base questionnaire")
+        q = Questionnaire(id=questionnaire_id, version=None, name=name or questionnaire_id, traits=(),
+                          description="Traits found by trait discovery.")
+    known_themes = {t.get("id") for t in q.themes}
+    try:
+        hal_themes = {t["id"]: t for t in load_questionnaire("hal32").themes}
+    except BadRequest:
+        hal_themes = {}
+    themes = list(q.themes)
+    prov = dict(q.provenance)
+    prov_traits = dict(prov.get("traits") or {})
+    for fields, entry in made:
+        theme = fields["theme"] if fields["theme"] in known_themes | set(hal_themes) else DISCOVERED["id"]
+        if theme not in known_themes:
+            themes.append(hal_themes.get(theme, DISCOVERED))
+            known_themes.add(theme)
+        q = q.add_trait(fields["name"], fields["statement"], theme)
+        prov_traits[str(q.traits[-1].id)] = entry
+    runs = dict(prov.get("runs") or {})
+    runs[str(run.get("run_id"))] = {"method": run.get("method"), "source": run.get("source"),
+                                   "judge": run.get("judge"), "created": run.get("created"),
+                                   "n_dialogues": run.get("n_dialogues")}
+    prov.update({"traits": prov_traits, "runs": runs, "accepted": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    q = replace(q, themes=tuple(themes), provenance=prov, name=name or q.name)
+    return save_questionnaire(q, new_id=questionnaire_id)
