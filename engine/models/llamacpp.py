@@ -205,12 +205,12 @@ class LlamaCppModel:
         params = ll.llama_sampler_chain_default_params()
         params.no_perf = True
         chain = ll.llama_sampler_chain_init(params)
-        if s.temperature <= 0:
+        if s.temperature <= 0 or s.top_p <= 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
-        else:
+        else:  # temperature, then the nucleus of the tempered distribution, as the HF backend does
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(s.temperature))
             if s.top_p < 1.0:
                 ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(s.top_p, 1))
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(s.temperature))
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(s.seed & 0xFFFFFFFF))
         return chain
 
