@@ -269,3 +269,35 @@ def test_closed_model_refuses_work():
     m.close()
     with pytest.raises(EngineError):
         run(m, HELLO)
+
+
+def test_unloading_mid_generation_fails_cleanly():
+    m = llamacpp.LlamaCppModel(bundled_gguf_path(), n_ctx_per_seq=256, n_threads=1)
+    first = threading.Event()
+    out = {}
+
+    def go():
+        try:
+            m.generate(HELLO, Sampling(temperature=0, max_tokens=200), None, lambda t: first.set(), lambda: False)
+        except EngineError as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=go)
+    t.start()
+    assert first.wait(60)
+    m.close()
+    t.join(60)
+    assert "unloaded" in str(out["error"])
+
+
+def test_threads_are_shared_between_busy_contexts(monkeypatch):
+    lanes = pytest.importorskip("engine.models.llama_lanes")
+    monkeypatch.setattr(lanes, "_CPUS", 2)
+    monkeypatch.setattr(lanes._cpu_watch, "others", lambda: 0.0)
+    monkeypatch.setattr(lanes, "_busy", {1})
+    assert lanes.threads_for(2) == 2
+    monkeypatch.setattr(lanes, "_busy", {1, 2})  # base and adapter decoding at once
+    assert lanes.threads_for(2) == 1
+    monkeypatch.setattr(lanes, "_busy", {1})
+    monkeypatch.setattr(lanes._cpu_watch, "others", lambda: 1.0)  # a training round on one core
+    assert lanes.threads_for(2) == 1
