@@ -31,7 +31,42 @@ def _rates(fns: dict, n: int, repeat: int) -> dict[str, dict]:
     return out
 
 
-def bench_score(path: str | Path | None = None, repeat: int = 3) -> dict:
+def bench_llm(items: list, repeat: int = 3, model=None, n_threads: int | None = None) -> dict:
+    """The llm judge on the 16-trait questionnaire: replies/s, and the cost of all
+    16 traits of a reply against one trait, timed in paired interleaved rounds."""
+    from engine.scoring.judges.llm import LLMJudge
+
+    judge = LLMJudge(questionnaire="hal16", cache=False, model=model, n_threads=n_threads)
+    try:
+        one = [judge.questionnaire.trait_ids[0]]
+        judge.rate_detailed(items[0], trait_ids=one)  # warm-up: first decode pays for buffers
+        ratios, t_all, t_one = [], [], []
+        for _ in range(max(1, repeat)):
+            t0 = time.perf_counter()
+            for d in items:
+                judge.rate_detailed(d)
+            t1 = time.perf_counter()
+            for d in items:
+                judge.rate_detailed(d, trait_ids=one)
+            t2 = time.perf_counter()
+            t_all.append(t1 - t0)
+            t_one.append(t2 - t1)
+            ratios.append((t1 - t0) / (t2 - t1))
+        ratios.sort()
+        tokens = [len(judge.backend.model.tokenize(judge.prompts(d, one)[0])) for d in items] \
+            if judge.backend.kind == "llamacpp" else []
+        return {"judge": judge.judge_id, "questionnaire": judge.questionnaire.ref, "n_replies": len(items),
+                "n_traits": len(judge.questionnaire.trait_ids), "rounds": max(1, repeat),
+                "replies_per_s": len(items) / min(t_all), "one_trait_replies_per_s": len(items) / min(t_one),
+                "all_vs_one_trait_cost": ratios[len(ratios) // 2],
+                "all_vs_one_trait_cost_per_round": ratios,
+                **({"mean_prompt_tokens": sum(tokens) / len(tokens)} if tokens else {})}
+    finally:
+        judge.close()
+
+
+def bench_score(path: str | Path | None = None, repeat: int = 3, llm_n: int = 6, llm_model=None,
+                llm_threads: int | None = None) -> dict:
     from engine.scoring.judges import RatingCache, get_judge
     from engine.scoring.judges.distilled import DistilledJudge, fit_distilled, list_models
 
@@ -75,5 +110,11 @@ def bench_score(path: str | Path | None = None, repeat: int = 3) -> dict:
         warm = _rates({"warm": lambda: cached.rate_many(items)}, n, repeat)["warm"]
         cache.close()
     report["judges"]["lexical"]["cached_replies_per_s"] = warm["replies_per_s"]
-    report["judges"]["llm"] = {"skipped": "the llm judge is not available yet"}
+    if llm_n > 0:
+        llm = bench_llm(items[:llm_n], repeat=repeat, model=llm_model, n_threads=llm_threads)
+        report["judges"]["llm"] = llm
+        report["llm_all_vs_one_trait_cost"] = llm["all_vs_one_trait_cost"]
+        report["llm_all_vs_one_trait_target"] = 3.0
+    else:
+        report["judges"]["llm"] = {"skipped": "--llm-n 0"}
     return report

@@ -1,4 +1,4 @@
-"""``hal score``, ``fit``, ``distill``, ``agree``, ``compare`` and ``hal bench score``.
+"""``hal score``, ``fit``, ``distill``, ``agree``, ``compare``, ``contrast build`` and ``hal bench score``.
 
 The main ``hal`` command calls ``register(subparsers)`` and
 ``register_bench(bench_subparsers)``; ``python -m engine.scoring.cli`` runs
@@ -28,11 +28,21 @@ def _emit(obj: dict, as_json: bool, text: str | None = None) -> None:
         print(text, flush=True)
 
 
-def _judge(args, questionnaire):
-    opts = {"questionnaire": questionnaire, "cache": not getattr(args, "no_cache", False)}
+def _judge_opts(args) -> dict:
+    """Judge-specific options from the command line (model, and the api judge's endpoint)."""
+    opts = {}
     if getattr(args, "model", None):
         opts["model"] = args.model
-    return get_judge(args.judge, **opts)
+    if getattr(args, "judge", None) == "api":
+        for name in ("api_base", "api_format"):
+            if getattr(args, name, None):
+                opts[{"api_base": "base_url", "api_format": "response_format"}[name]] = getattr(args, name)
+    return opts
+
+
+def _judge(args, questionnaire):
+    return get_judge(args.judge, questionnaire=questionnaire, cache=not getattr(args, "no_cache", False),
+                     **_judge_opts(args))
 
 
 def cmd_score(args) -> int:
@@ -92,8 +102,7 @@ def cmd_fit(args) -> int:
         _emit(report, args.json, json.dumps(report, indent=1))
         return 0
     name = "precomputed" if args.precomputed else args.judge
-    judge = get_judge(name, questionnaire=q, cache=not args.no_cache,
-                      **({"model": args.model} if args.model else {}))
+    judge = get_judge(name, questionnaire=q, cache=not args.no_cache, **_judge_opts(args))
     ratings, from_oof = _fit_ratings(judge, data.dialogues)
     table, problems = build_table(data.dialogues, ratings, q.trait_ids)
     for p in problems:
@@ -156,14 +165,42 @@ def cmd_compare(args) -> int:
 def cmd_bench(args) -> int:
     from engine.scoring.bench import bench_score
 
-    report = bench_score(path=args.path, repeat=args.repeat)
+    report = bench_score(path=args.path, repeat=args.repeat, llm_n=args.llm_n, llm_model=args.llm_model,
+                         llm_threads=args.llm_threads)
     _emit(report, args.json, json.dumps(report, indent=1))
     return 0
 
 
+def cmd_contrast_build(args) -> int:
+    """Real human next turns against the model's replies to the same contexts, as JSONL."""
+    from engine.models.llamacpp import LlamaCppModel
+    from engine.models.spec import resolve_source
+    from engine.scoring.chitchat import write_contrast
+
+    kind, path = resolve_source(args.model or "bundled")
+    if kind != "gguf":
+        raise EngineError("contrast build generates with llama.cpp: pass a .gguf model", kind="bad_request")
+    model = LlamaCppModel(path, n_ctx_per_seq=2048, max_seqs=1, n_threads=args.threads)
+    try:
+        report = write_contrast(Path(args.out), args.n, model, source=args.source, context=args.context,
+                                seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens)
+    finally:
+        model.close()
+    for problem in report["problems"]:
+        _emit({"error": problem}, args.json, problem)
+    _emit(report, args.json, f"{report['pairs']} pairs written to {report['out']}")
+    return 0 if report["pairs"] else 3
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questionnaire", default="hal32", help="questionnaire id, id@version or file (default hal32)")
-    p.add_argument("--model", default=None, help="judge-specific model (e.g. a distilled judge id)")
+    p.add_argument("--model", default=None,
+                   help="judge-specific model: a distilled judge id; for llm a .gguf or model folder "
+                        "(default: the bundled model); for api the endpoint's model name")
+    p.add_argument("--api-base", default=None, help="api judge: OpenAI-compatible base URL, e.g. "
+                   "http://127.0.0.1:8000/v1 (or HAL_API_BASE); the key comes from HAL_API_KEY/OPENAI_API_KEY")
+    p.add_argument("--api-format", default=None, choices=["json_object", "json_schema", "json_object+schema", "none"],
+                   help="api judge: how to ask for JSON (default json_object)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the rating cache")
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
@@ -224,12 +261,35 @@ def register(subparsers) -> None:
     _common(p)
     p.set_defaults(func=_guarded(cmd_compare))
 
+    _register_contrast(subparsers)
+
+
+def _register_contrast(subparsers) -> None:
+    p = subparsers.add_parser("contrast", help="build contrastive human/AI dialogues for hal fit")
+    sub = p.add_subparsers(dest="contrast_command", required=True)
+    b = sub.add_parser("build", help="real human next turns vs the model's replies to the same contexts")
+    b.add_argument("--source", default="chitchat",
+                   help="'chitchat' (the chitchat-dataset package) or a JSONL file of chats {\"turns\": [[who, text]]}")
+    b.add_argument("--n", type=int, default=100, help="contexts (pairs) to build")
+    b.add_argument("--out", required=True, help="JSONL file to write")
+    b.add_argument("--model", default=None, help="GGUF to generate with (default: the bundled model)")
+    b.add_argument("--context", type=int, default=3, help="earlier messages shown before the reply")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--temperature", type=float, default=0.7)
+    b.add_argument("--max-tokens", type=int, default=60)
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_guarded(cmd_contrast_build))
+
 
 def register_bench(bench_subparsers) -> None:
     """Add ``score`` under ``hal bench``."""
     p = bench_subparsers.add_parser("score", help="replies per second of each local judge")
     p.add_argument("--path", default=None, help="Turing CSV to time on (default: the shared file)")
     p.add_argument("--repeat", type=int, default=3, help="timing runs per judge; the best is kept")
+    p.add_argument("--llm-n", type=int, default=6, help="replies to time the llm judge on (0 skips it)")
+    p.add_argument("--llm-model", default=None, help="the llm judge's model (default: the bundled GGUF)")
+    p.add_argument("--llm-threads", type=int, default=None, help="CPU threads for the llm judge")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guarded(cmd_bench))
 

@@ -67,13 +67,18 @@ def _distilled(**opts) -> Judge:
     return DistilledJudge(**opts)
 
 
-def _not_yet(name: str) -> Callable[..., Judge]:
-    def factory(**_opts) -> Judge:
-        raise JudgeUnavailable(
-            f"the {name} judge is not available yet",
-            detail="it is planned in issue 3 and will be registered with engine.scoring.judges.register_judge",
-        )
-    return factory
+def _llm(**opts) -> Judge:
+    """A local model's next-token probabilities over 1..5 (llama.cpp or transformers)."""
+    from engine.scoring.judges.llm import LLMJudge
+
+    return LLMJudge(**opts)
+
+
+def _api(**opts) -> Judge:
+    """An OpenAI-compatible chat endpoint asked for a JSON object of ratings."""
+    from engine.scoring.judges.api import ApiJudge
+
+    return ApiJudge(**opts)
 
 
 def _measured(**opts) -> Judge:
@@ -93,5 +98,5 @@ register_judge("lexical", _lexical)
 register_judge("distilled", _distilled)
 register_judge("precomputed", _precomputed)
 register_judge("measured", _measured)
-register_judge("llm", _not_yet("llm"))
-register_judge("api", _not_yet("api"))
+register_judge("llm", _llm)
+register_judge("api", _api)
