@@ -34,7 +34,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
-
 class _CpuWatch:
     """Cores kept busy by other processes, sampled at most twice a second.
 

@@ -92,6 +92,18 @@ def _compile_template(source: str):
     return env.from_string(source)
 
 
+def _adapter_refusal(log: str) -> str:
+    """A sentence for why llama.cpp refused an adapter, from its error log."""
+    for needle, reason in (("general.type", "is not a LoRA adapter (it may be a model file)"),
+                           ("arch mismatch", "was made for a different model architecture"),
+                           ("shape", "has tensor shapes that do not match this base model"),
+                           ("does not exist in base model", "names tensors this base model does not have"),
+                           ("adapter.type", "is not a LoRA adapter")):
+        if needle in log:
+            return reason
+    return "was refused by llama.cpp as a LoRA adapter"
+
+
 class LlamaCppModel:
     """A GGUF base model served by llama.cpp, with its GGUF LoRA adapters."""
 
@@ -127,6 +139,7 @@ class LlamaCppModel:
             detail = _log_errors[-1] if _log_errors else ""
             raise ModelFileError(f"llama.cpp could not load {self.path.name}.", detail)
         self.vocab_ptr = ll.llama_model_get_vocab(self.model_ptr)
+        self.n_params = int(ll.llama_model_n_params(self.model_ptr))
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab_ptr)
         n_train = ll.llama_model_n_ctx_train(self.model_ptr)
         self.n_ctx_per_seq = int(min(n_ctx_per_seq, n_train) if n_train > 0 else n_ctx_per_seq)
@@ -233,17 +246,19 @@ class LlamaCppModel:
         """Load the adapter once; llama.cpp checks names and shapes against the base."""
         key = self._adapter_file(adapter)
         with self._lock:
+            if self._closed:
+                raise EngineError("The model has been unloaded.")
             if key in self._adapters:
                 return
             _log_errors.clear()
             ptr = ll.llama_adapter_lora_init(self.model_ptr, key.encode())
             if not ptr:
                 why = " ".join(_log_errors) or "see the engine log"
-                raise AdapterError(
-                    f"{Path(key).name} is not a LoRA adapter for {self.name}: llama.cpp refused it.", why)
+                raise AdapterError(f"{Path(key).name} {_adapter_refusal(why)}, so it cannot be used "
+                                   f"with {self.name}.", why)
             self._adapters[key] = ptr
 
-    def _submit(self, adapter: str | None, req: _Request) -> None:
+    def _submit(self, adapter: str | None, req: Request) -> None:
         """Queue ``req`` on the adapter's context, creating it on first use; under
         the lock, so an idle context is never freed while work is handed to it."""
         key = None
@@ -272,7 +287,7 @@ class LlamaCppModel:
                 "n_ctx": self.n_ctx_per_seq, "max_seqs": self.max_seqs, "n_threads": self.n_threads,
                 "chat_template_digest": template_digest(self.chat_template),
                 "chat_template_source": self.template_source,
-                "n_params": int(ll.llama_model_n_params(self.model_ptr)),
+                "n_params": self.n_params,
                 "file_bytes": self.path.stat().st_size, "adapters": adapters}
 
     def _prompt(self, messages: list[dict]) -> list[int]:
