@@ -80,12 +80,15 @@ class ChatClient:
             listed = []
         return str(listed[0].get("id")) if listed and isinstance(listed[0], dict) else "default"
 
-    def complete(self, messages: list[dict], max_tokens: int, temperature: float, seed: int | None = None) -> str:
+    def complete(self, messages: list[dict], max_tokens: int, temperature: float,
+                 seed: int | None = None) -> tuple[str, str]:
+        """(text, finish reason)."""
         payload = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
         if seed is not None:
             payload["seed"] = seed
         body = self._request("/chat/completions", payload)
         try:
-            return str(body["choices"][0]["message"].get("content") or "")
+            choice = body["choices"][0]
+            return str(choice["message"].get("content") or ""), str(choice.get("finish_reason") or "stop")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ApiError("the endpoint's answer has no choices[0].message", json.dumps(body)[:300]) from None

@@ -48,7 +48,7 @@ def _config(args):
                      "seed": args.seed},
         "explain": {"judge": args.judge, "model": args.model, "threads": args.threads, "api_base": args.api_base,
                     "api_model": args.api_model, "api_key_env": args.api_key_env, "verdict": args.verdict,
-                    "explain_from": args.explain_from, "max_turns": args.max_turns, "max_chars": args.max_chars,
+                    "explain_from": args.explain_from, "context": args.context, "max_turns": args.max_turns, "max_chars": args.max_chars,
                     "max_statements": args.max_statements, "max_tokens": args.max_tokens,
                     "temperature": args.temperature, "min_cluster_size": args.min_cluster_size, "seed": args.seed,
                     "cache": not args.no_cache},
@@ -154,6 +154,8 @@ def register(subparsers) -> None:
     p.add_argument("--verdict", default="auto", choices=["auto", "logits", "text"])
     p.add_argument("--explain-from", default="verdict", choices=["verdict", "truth"],
                    help="explain the side the judge picked (as the paper) or the real human")
+    p.add_argument("--context", default="witness", choices=["witness", "full"],
+                   help="show the judge only the witness's messages (short) or both speakers")
     p.add_argument("--max-turns", type=int, default=12)
     p.add_argument("--max-chars", type=int, default=200)
     p.add_argument("--max-statements", type=int, default=3)

@@ -45,6 +45,13 @@ def embed(texts: list[str]) -> np.ndarray:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
 
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr
+        except ImportError:
+            pass
+
         _ENCODER = SentenceTransformer(encoder_path(), device="cpu")
     return np.asarray(_ENCODER.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False))
 
@@ -96,8 +103,10 @@ def cluster_statements(statements: list[dict], min_cluster_size: int | None = No
 
     E = embed([_for_embedding(s["text"]) for s in statements])
     Z = PCA(min(10, n - 1, E.shape[1]), random_state=seed).fit_transform(E)
-    mcs = min_cluster_size or max(3, n // 40)
-    labels = HDBSCAN(min_cluster_size=mcs, min_samples=min(mcs, 3), copy=True).fit_predict(Z)
+    mcs = min_cluster_size or max(3, n // 30)
+    # "leaf" keeps fine themes apart; the default "eom" often fused two neighbouring themes
+    # (casing and slang) into one cluster here. The researcher merges; a split is easier to see.
+    labels = HDBSCAN(min_cluster_size=mcs, cluster_selection_method="leaf", copy=True).fit_predict(Z)
     xy, how = _map_2d(E, seed)
     order = [lab for lab, _ in Counter(labels[labels >= 0].tolist()).most_common()]
     relabel = {lab: k + 1 for k, lab in enumerate(order)}
@@ -132,7 +141,7 @@ def cluster_statements(statements: list[dict], min_cluster_size: int | None = No
         s.update(cluster=f"c{relabel[lab]}" if lab >= 0 else None, x=round(float(x), 3), y=round(float(y), 3))
     clustered = labels >= 0
     quality = {"n_clusters": len(clusters), "noise_share": round(float(1 - clustered.mean()), 3),
-               "min_cluster_size": mcs, "map": how, "reduced_dims": int(Z.shape[1]),
+               "min_cluster_size": mcs, "selection": "leaf", "map": how, "reduced_dims": int(Z.shape[1]),
                "distinct_statements": len({s["text"].lower() for s in statements})}
     if len(clusters) >= 2 and clustered.sum() > len(clusters):
         quality["silhouette"] = round(float(silhouette_score(E[clustered], labels[clustered], metric="cosine")), 3)

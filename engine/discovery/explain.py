@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 
 from engine.discovery.clusters import cluster_statements
-from engine.discovery.prompts import (explain_messages, parse_statements, parse_verdict, render_side,
+from engine.discovery.prompts import (CONTEXTS, explain_messages, parse_statements, parse_verdict, render_side,
                                       verdict_messages)
 from engine.errors import BadRequest, Cancelled
 from engine.scoring.dialogue import Dialogue
@@ -34,6 +34,8 @@ class ExplainConfig:
     verdict: str = field(default="auto", metadata={"help": "auto (logits when the judge has them), logits or text"})
     explain_from: str = field(default="verdict", metadata={"help": "verdict (the side the judge picked, as the "
                                                                     "paper) or truth (the real human)"})
+    context: str = field(default="witness", metadata={"help": "witness (only the witness's messages: short, best "
+                                                                "for small judges) or full (both speakers)"})
     max_turns: int = field(default=12, metadata={"help": "turns of each side shown to the judge"})
     max_chars: int = field(default=200, metadata={"help": "characters per turn shown to the judge"})
     max_statements: int = field(default=3, metadata={"help": "statements kept per game"})
@@ -48,6 +50,8 @@ class ExplainConfig:
             raise BadRequest(f"the explaining judge is llm or api, not {self.judge!r}")
         if self.verdict not in ("auto", "logits", "text"):
             raise BadRequest("verdict is auto, logits or text")
+        if self.context not in CONTEXTS:
+            raise BadRequest("context is witness or full")
         if self.explain_from not in ("verdict", "truth"):
             raise BadRequest("explain_from is verdict or truth")
         if self.max_turns < 2 or self.max_chars < 20 or self.max_statements < 1 or self.max_tokens < 8:
@@ -89,8 +93,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
 
 
 def _judge_game(judge, game: str, human: Dialogue, ai: Dialogue, config: ExplainConfig, rng: random.Random) -> dict:
-    h_text = render_side(human, config.max_turns, config.max_chars)
-    a_text = render_side(ai, config.max_turns, config.max_chars)
+    ctx = config.context
+    h_text = render_side(human, config.max_turns, config.max_chars, ctx)
+    a_text = render_side(ai, config.max_turns, config.max_chars, ctx)
     human_first = rng.random() < 0.5
     first, second = (h_text, a_text) if human_first else (a_text, h_text)
     truth = "A" if human_first else "B"
@@ -99,15 +104,15 @@ def _judge_game(judge, game: str, human: Dialogue, ai: Dialogue, config: Explain
     if use_logits and not judge.scores_letters:
         raise BadRequest("this judge cannot score letters; use verdict=text")
     if use_logits:
-        s1 = judge.letter_scores(verdict_messages(first, second))  # > 0: prefers A
-        s2 = judge.letter_scores(verdict_messages(second, first))  # same chats, swapped
+        s1 = judge.letter_scores(verdict_messages(first, second, ctx))  # > 0: prefers A
+        s2 = judge.letter_scores(verdict_messages(second, first, ctx))  # same chats, swapped
         margin = (s1 - s2) / 2  # > 0: prefers the chat shown first in order 1, wherever it stands
         item.update(verdict="A" if margin > 0 else "B" if margin < 0 else None, margin=round(margin, 4),
                     position_pull=round((s1 + s2) / 2, 4), verdict_from="logits")
         if item["verdict"] is None:
             item["verdict_reason"] = "the judge scored both sides the same"
     else:
-        answer = judge.complete(verdict_messages(first, second), 12, 0.0, config.seed)
+        answer, _ = judge.complete(verdict_messages(first, second, ctx), 12, 0.0, config.seed)
         side, why = parse_verdict(answer)
         item.update(verdict=side, verdict_from="text", verdict_raw=answer[:200])
         if side is None:
@@ -120,9 +125,11 @@ def _judge_game(judge, game: str, human: Dialogue, ai: Dialogue, config: Explain
         return item
     else:
         picked_human = item["correct"]
-    messages = explain_messages(*((h_text, a_text) if picked_human else (a_text, h_text)), n=config.max_statements)
-    answer = judge.complete(messages, config.max_tokens, config.temperature, config.seed)
-    kept, thrown, form = parse_statements(answer, messages[0]["content"], config.max_statements)
+    messages = explain_messages(*((h_text, a_text) if picked_human else (a_text, h_text)), n=config.max_statements,
+                                context=ctx)
+    answer, finish = judge.complete(messages, config.max_tokens, config.temperature, config.seed)
+    kept, thrown, form = parse_statements(answer, messages[0]["content"], config.max_statements,
+                                          cut=finish == "length")
     item.update(statements=kept, rejected=thrown, form=form, raw=answer[:600], explained="human" if picked_human
                 else "ai (the judge's wrong pick)")
     if not kept:

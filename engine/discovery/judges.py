@@ -70,14 +70,15 @@ class ExplainJudge:
     def __init__(self, cache: AnswerCache | None = None):
         self.cache = cache
 
-    def complete(self, messages: list[dict], max_tokens: int, temperature: float, seed: int) -> str:
+    def complete(self, messages: list[dict], max_tokens: int, temperature: float, seed: int) -> tuple[str, str]:
+        """(text, finish reason: 'stop' or 'length')."""
         key = AnswerCache.key("text", self.judge_id, messages, max_tokens, temperature, seed)
         if self.cache and (hit := self.cache.get(key)) is not None:
-            return hit
-        text = self._complete(messages, max_tokens, temperature, seed)
+            return hit[0], hit[1]
+        text, finish = self._complete(messages, max_tokens, temperature, seed)
         if self.cache:
-            self.cache.put(key, text)
-        return text
+            self.cache.put(key, [text, finish])
+        return text, finish
 
     def letter_scores(self, messages: list[dict]) -> float:
         """logit('A') - logit('B') for the first token of the answer."""
@@ -89,7 +90,7 @@ class ExplainJudge:
             self.cache.put(key, value)
         return value
 
-    def _complete(self, messages, max_tokens, temperature, seed) -> str:
+    def _complete(self, messages, max_tokens, temperature, seed) -> tuple[str, str]:
         raise NotImplementedError
 
     def _letter_scores(self, messages) -> float:
@@ -120,11 +121,12 @@ class LocalJudge(ExplainJudge):
         if self.scores_letters:
             self._ids = {c: sorted({self.model.tokenize(c)[-1], self.model.tokenize(" " + c)[-1]}) for c in "AB"}
 
-    def _complete(self, messages, max_tokens, temperature, seed) -> str:
+    def _complete(self, messages, max_tokens, temperature, seed) -> tuple[str, str]:
         from engine.models.base import Sampling
 
         sampling = Sampling(temperature=temperature, top_p=0.9, max_tokens=max_tokens, seed=seed)
-        return self.model.generate(messages, sampling, self.adapter, lambda _t: None, lambda: False).text
+        result = self.model.generate(messages, sampling, self.adapter, lambda _t: None, lambda: False)
+        return result.text, result.finish_reason
 
     def _letter_scores(self, messages) -> float:
         logits = np.asarray(self.model.next_token_logits(messages, self.adapter), dtype=float)
@@ -145,7 +147,7 @@ class ApiJudge(ExplainJudge):
         self.client = ChatClient(base_url, model, key_env, timeout_s)
         self.judge_id = f"api:{self.client.base_url}:{self.client.model}"
 
-    def _complete(self, messages, max_tokens, temperature, seed) -> str:
+    def _complete(self, messages, max_tokens, temperature, seed) -> tuple[str, str]:
         return self.client.complete(messages, max_tokens, temperature, seed)
 
     def describe(self) -> dict:

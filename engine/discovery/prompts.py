@@ -10,45 +10,62 @@ from __future__ import annotations
 
 import re
 
+from engine.discovery.candidates import dictionary
 from engine.scoring.dialogue import Dialogue
 
 MIN_WORDS, MAX_WORDS = 3, 30
 
-VERDICT_ASK = ("In one chat the witness W is a human, in the other an AI. Which chat has the human witness? "
-               "Answer with one letter, A or B.")
-EXPLAIN_ASK = ("How does the human witness write or behave differently from the AI? Give up to {n} short, "
-               "general points, each on its own line starting with '- '.")
+CONTEXTS = ("witness", "full")
 
 
-def render_side(d: Dialogue, max_turns: int, max_chars: int) -> str:
-    """The game as the judge sees it: Q (interrogator) and W (witness) lines, clipped."""
+def render_side(d: Dialogue, max_turns: int, max_chars: int, context: str = "witness") -> str:
+    """One side as the judge sees it, clipped: the witness's messages ("- ..."), or the
+    whole exchange as Q (interrogator) and W (witness) lines."""
     lines = []
     for t in d.turns[:max_turns]:
         text = " ".join(t.text.split())
         if len(text) > max_chars:
             text = text[: max_chars - 1].rstrip() + "\u2026"
-        lines.append(f"{'W' if t.speaker == d.rated_speaker else 'Q'}: {text}")
+        if context == "full":
+            lines.append(f"{'W' if t.speaker == d.rated_speaker else 'Q'}: {text}")
+        elif t.speaker == d.rated_speaker:
+            lines.append(f"- {text}")
     return "\n".join(lines)
 
 
-def verdict_messages(first: str, second: str) -> list[dict]:
-    return [{"role": "user", "content": f"Chat A:\n{first}\n\nChat B:\n{second}\n\n{VERDICT_ASK}"}]
+def verdict_messages(first: str, second: str, context: str = "witness") -> list[dict]:
+    if context == "full":
+        head, ask = "Chat", ("In one chat the witness W is a human, in the other an AI. Which chat has the human "
+                             "witness? Answer with one letter, A or B.")
+    else:
+        head, ask = "Messages by writer", ("One writer is a human, the other an AI. Which writer is the human? "
+                                           "Answer with one letter, A or B.")
+    return [{"role": "user", "content": f"{head} A:\n{first}\n\n{head} B:\n{second}\n\n{ask}"}]
 
 
-def explain_messages(human: str, ai: str, n: int) -> list[dict]:
-    return [{"role": "user", "content": (f"Here is a chat whose witness W is a human:\n{human}\n\n"
-                                         f"Here is a chat whose witness W is an AI:\n{ai}\n\n"
-                                         + EXPLAIN_ASK.format(n=n))}]
+def explain_messages(human: str, ai: str, n: int, context: str = "witness") -> list[dict]:
+    if context == "full":
+        body = (f"Here is a chat whose witness W is a human:\n{human}\n\n"
+                f"Here is a chat whose witness W is an AI:\n{ai}\n\n"
+                "How does the human witness write or behave differently from the AI?")
+    else:
+        body = (f"Messages written by a human:\n{human}\n\nMessages written by an AI:\n{ai}\n\n"
+                "How does the human write differently from the AI?")
+    return [{"role": "user", "content": f"{body} Give {n} short general points, each on its own line starting "
+                                        "with '- '."}]
 
 
 # --- reading a verdict -------------------------------------------------------------------------
 
-_SIDE = r"(?:chat|witness|side|conversation|option)?\s*\(?\*{0,2}([AB])\b"
+_NOUN = r"(?:chat|witness|side|conversation|option|writer|person|speaker)"
+_L = r"(?-i:([AB]))"  # the letter itself is case-sensitive: "a human" is not side A
+_SIDE = rf"(?:{_NOUN}\s*)?\(?\*{{0,2}}{_L}\b"
 _VERDICT_RULES = [
-    (re.compile(r"\bhuman\s*(?:witness)?\s*(?:is|:|=|-|in)\s*(?:in\s+)?(?:the\s+)?" + _SIDE, re.I), False),
-    (re.compile(r"\b(?:chat|witness|side|conversation)\s+([AB])\b[^.\n]{0,40}?\b(?:is|seems|was)\s+(?:the\s+|a\s+)?"
-                r"human\b", re.I), False),
-    (re.compile(r"\b(?:chat|witness|side|conversation)\s+([AB])\b[^.\n]{0,40}?\b(?:is|seems|was)\s+(?:the\s+|an\s+)?"
+    (re.compile(r"\bhuman\s*(?:witness|writer)?\s*(?:is|:|=|-|in)\s*(?:in\s+)?(?:the\s+)?(?:one\s+)?" + _SIDE, re.I),
+     False),
+    (re.compile(rf"\b(?:{_NOUN}\s+)?{_L}\b[^.\n]{{0,40}}?\b(?:is|seems|was)\s+(?:the\s+|a\s+)?(?:real\s+)?human\b",
+                re.I), False),
+    (re.compile(rf"\b(?:{_NOUN}\s+)?{_L}\b[^.\n]{{0,40}}?\b(?:is|seems|was)\s+(?:the\s+|an\s+|a\s+)?"
                 r"(?:AI|bot|machine|computer)\b", re.I), True),
 ]
 _BARE_LETTER = re.compile(r"^[\W_]{0,4}(?:answer|chat|human)?[\W_]{0,3}([AB])[\W_]{0,4}$", re.I)
@@ -81,19 +98,41 @@ _FILLER = set("""the a an is are was were be been seems seem seemed because they
 witness witnesses human humans ai chat chats conversation side person real more less than so very also and or but
 of in to as like one other which who what than does do did not no yes b i you""".split())
 _PLACEHOLDER = re.compile(r"<[^>]*>|\breason\s*\d*\s*$|\bpoint\s*\d*\s*$", re.I)
+_FIRST_PERSON = re.compile(r"^(?:i|i'm|im|i've|i'd|i'll|my|me|we|we're|our)\b", re.I)
+_DANGLING = set("a an the of to and or but with in on for as by that which is are was were their its his her".split())
 
 
 def _clean(text: str) -> str:
-    text = re.sub(r"[*_`#]+", "", text)
-    text = re.sub(r"^(?:reason|point|statement)\s*\d*\s*[:.-]\s*", "", text.strip(), flags=re.I)
+    text = re.sub(r"[*_`#]+", "", text).strip()
+    text = re.sub(r"^\d{1,2}[.)]\s*", "", text)  # "- 1. ..." numbered inside a bullet
+    text = re.sub(r"^(?:reason|point|statement|difference)\s*\d*\s*[:.-]\s*", "", text, flags=re.I)
+    head, sep, rest = text.partition(": ")
+    if sep and rest and len(head.split()) <= 3 and not _TRANSCRIPT.match(text):
+        text = rest  # "Style: Uses ..." -> "Uses ..."
     return text.strip(" \"'\u201c\u201d").strip()
+
+
+def _copied(norm: str, source: str) -> bool:
+    """Most of the statement's word 4-grams (or all of a short one) occur in the prompt."""
+    words = norm.split()
+    if len(words) < 4:
+        return f" {norm} " in f" {source} "
+    grams = [" ".join(words[i:i + 4]) for i in range(len(words) - 3)]
+    return sum(g in source for g in grams) / len(grams) >= 0.5
+
+
+def _gibberish(words: list[str]) -> bool:
+    """Fewer than half of the longer words are in the dictionary (keyboard mash, another script)."""
+    vocab = dictionary()
+    long = [w for w in words if w.isalpha() and len(w) >= 3]
+    return bool(vocab) and len(long) >= 2 and sum(w in vocab for w in long) < len(long) / 2
 
 
 def _norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
-def parse_statements(text: str, prompt: str, limit: int) -> tuple[list[str], list[dict], str]:
+def parse_statements(text: str, prompt: str, limit: int, cut: bool = False) -> tuple[list[str], list[dict], str]:
     """(statements kept, [{text, reason}] thrown away, 'list' or 'sentences').
 
     List items are taken when the answer has any; otherwise its sentences, so a
@@ -108,12 +147,20 @@ def parse_statements(text: str, prompt: str, limit: int) -> tuple[list[str], lis
         items = [s for s in _SENTENCE.split(body) if s.strip()]
     prompt_norm = _norm(prompt)
     kept, thrown, seen = [], [], set()
-    for raw in items:
+    for k, raw in enumerate(items):
         s = _clean(raw)
         norm = _norm(s)
         words = norm.split()
         if _TRANSCRIPT.match(raw) or _TRANSCRIPT.match(s):
             reason = "a transcript line, not a statement"
+        elif cut and k == len(items) - 1 and not s.endswith((".", "!", "?", ")")):
+            reason = "cut off by the token limit"
+        elif words and words[-1] in _DANGLING and not s.endswith((".", "!", "?")):
+            reason = "cut off mid-sentence"
+        elif s.endswith(":"):
+            reason = "a heading, not a statement"
+        elif _FIRST_PERSON.match(s):
+            reason = "written as a chat message (first person), not about the writer"
         elif not words or not re.search(r"[A-Za-z]", s):
             reason = "no words"
         elif _PLACEHOLDER.search(s):
@@ -122,8 +169,10 @@ def parse_statements(text: str, prompt: str, limit: int) -> tuple[list[str], lis
             reason = f"fewer than {MIN_WORDS} words"
         elif len(words) > MAX_WORDS:
             reason = f"more than {MAX_WORDS} words"
-        elif len(words) >= 5 and norm in prompt_norm:
-            reason = "copied from the prompt"
+        elif _gibberish(words):
+            reason = "mostly not words (garbage)"
+        elif _copied(norm, prompt_norm):
+            reason = "copied from the chats or the question"
         elif len([w for w in words if w not in _FILLER]) < 2:
             reason = "says nothing beyond the verdict"
         elif norm in seen:
