@@ -26,6 +26,18 @@ class StoreError(Exception):
     """The store cannot be opened or written (newer schema, read-only, full disk)."""
 
 
+def save_error(exc: sqlite3.Error) -> StoreError:
+    """A failed write as one clear sentence (the GUI shows it next to the rating)."""
+    text = str(exc)
+    if "full" in text:
+        why = "the disk is full; free some space and try again"
+    elif "readonly" in text or "read-only" in text:
+        why = "the data directory is read-only"
+    else:
+        why = text
+    return StoreError(f"Could not save to the studio store: {why} (nothing was changed; {text})")
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -127,7 +139,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:  # OSError: the data folder cannot be made
             raise StoreError(f"Cannot open the studio store {self.path}: {exc}") from None
 
     # -- schema ---------------------------------------------------------------
@@ -161,12 +173,22 @@ class Store:
             try:
                 self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
             except sqlite3.OperationalError as exc:
-                raise StoreError(f"Could not save to the studio store: {exc}") from None
+                raise save_error(exc) from None
         return row["id"]
+
+    def _write(self, sql: str, params: list | None = None) -> None:
+        """Run one writing statement; a read-only or full store becomes a StoreError."""
+        try:
+            self.db.execute(sql, params or [])
+        except sqlite3.OperationalError as exc:
+            raise save_error(exc) from None
 
     def _update(self, table: str, row_id: str, values: dict) -> None:
         sets = ", ".join(f"{k}=?" for k in values)
-        self.db.execute(f"UPDATE {table} SET {sets} WHERE id=?", [*values.values(), row_id])
+        try:
+            self.db.execute(f"UPDATE {table} SET {sets} WHERE id=?", [*values.values(), row_id])
+        except sqlite3.OperationalError as exc:
+            raise save_error(exc) from None
 
     # -- conversations and turns -----------------------------------------------
     def create_conversation(self, model_a: dict, model_b: dict, sampling: dict,
@@ -191,8 +213,7 @@ class Store:
                   status: str = "done", error: str = "") -> str:
         """Record a reply and everything needed to say how it was made."""
         with self._lock:
-            self.db.execute("UPDATE replies SET superseded=1 WHERE turn_id=? AND slot=?",
-                            [turn_id, slot])
+            self._write("UPDATE replies SET superseded=1 WHERE turn_id=? AND slot=?", [turn_id, slot])
             return self._insert("replies", {
                 "id": new_id(), "turn_id": turn_id, "slot": slot, "side": side, "status": status,
                 "text": text, "finish_reason": finish_reason, "error": error,
@@ -213,7 +234,7 @@ class Store:
         if verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}")
         with self._lock, self.db.conn:
-            self.db.execute("BEGIN IMMEDIATE")
+            self._write("BEGIN IMMEDIATE")
             for reply_id in (left_reply_id, right_reply_id):
                 if not self.db.execute("SELECT 1 FROM replies WHERE id=?", [reply_id]).fetchone():
                     raise StoreError(f"reply {reply_id} is not in the store")
@@ -233,7 +254,7 @@ class Store:
 
     def set_note(self, rating_id: str, note: str) -> None:
         with self._lock, self.db.conn:
-            self.db.execute("BEGIN IMMEDIATE")
+            self._write("BEGIN IMMEDIATE")
             old = self.db["ratings"].get(rating_id)
             self._history(old, "note")
             self._update("ratings", rating_id, {"note": note, "updated_at": now()})
