@@ -134,6 +134,7 @@ class Store:
                                    isolation_level=None)
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA busy_timeout=30000")
+            self._refuse_newer()  # before anything writes, WAL mode included
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=FULL")
@@ -143,6 +144,17 @@ class Store:
             raise StoreError(f"Cannot open the studio store {self.path}: {exc}") from None
 
     # -- schema ---------------------------------------------------------------
+    def _refuse_newer(self) -> None:
+        has_meta = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        row = has_meta and self.db.execute(
+            "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"This store was written by a newer studio (schema {current}; this one knows "
+                f"{SCHEMA_VERSION}). It was left untouched: update the studio to open it.")
+
     def _migrate(self) -> None:
         with self._lock:
             self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
@@ -213,8 +225,24 @@ class Store:
                   status: str = "done", error: str = "") -> str:
         """Record a reply and everything needed to say how it was made."""
         with self._lock:
-            self._write("UPDATE replies SET superseded=1 WHERE turn_id=? AND slot=?", [turn_id, slot])
-            return self._insert("replies", {
+            # One unit (a savepoint also nests in a caller's transaction): a failed insert
+            # must not leave the previous reply marked superseded.
+            self._write("SAVEPOINT add_reply")
+            try:
+                self._write("UPDATE replies SET superseded=1 WHERE turn_id=? AND slot=?", [turn_id, slot])
+                reply_id = self._insert_reply(turn_id, slot, side, text, finish_reason, model_spec,
+                                              model_info, sampling, stats, status, error)
+            except BaseException:
+                if self.db.conn.in_transaction:  # SQLITE_FULL may already have rolled it all back
+                    self.db.execute("ROLLBACK TO add_reply")
+                    self.db.execute("RELEASE add_reply")
+                raise
+            self._write("RELEASE add_reply")
+            return reply_id
+
+    def _insert_reply(self, turn_id, slot, side, text, finish_reason, model_spec, model_info,
+                      sampling, stats, status, error) -> str:
+        return self._insert("replies", {
                 "id": new_id(), "turn_id": turn_id, "slot": slot, "side": side, "status": status,
                 "text": text, "finish_reason": finish_reason, "error": error,
                 "model_spec": json.dumps(model_spec), "model_name": model_info.get("name", ""),
