@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import ctypes
 import os
-import queue
 import threading
 import time
 from collections import deque
@@ -104,13 +103,16 @@ class Slot:
 class Request:
     """One generate() call as the scheduler sees it."""
 
-    def __init__(self, prompt: list[int], sampling: Sampling, cancelled, t0: float):
+    def __init__(self, prompt: list[int], sampling: Sampling, on_token, cancelled):
         self.prompt = prompt
         self.sampling = sampling
+        # Called on the lane thread: a hand-off to the caller's thread per token
+        # costs a wake-up that, on two busy cores, preempts a decoding thread.
+        self.on_token = on_token
         self.cancelled = cancelled
-        self.t0 = t0
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.abort = False  # set by the caller when its on_token failed
+        self.done = threading.Event()
+        self.abort = False  # on_token raised: stop, and generate() re-raises
+        self.callback_error: BaseException | None = None
         self.slot: Slot | None = None
         self.todo: list[int] = []  # prompt tokens still to prefill
         self.next_token: int | None = None  # sampled, not yet in the KV cache
@@ -127,9 +129,6 @@ class Request:
         self.reused_tokens = 0
         self.want_logits = False  # stop after the prompt and keep its next-token logits
         self.logits = None
-
-
-DONE = object()
 
 
 class Lane:
@@ -352,7 +351,11 @@ class Lane:
         text = req.decoder.decode(owner.piece(token))
         if text:
             req.parts.append(text)
-            req.inbox.put(text)
+            if req.callback_error is None:
+                try:
+                    req.on_token(text)
+                except BaseException as exc:  # this request stops; the others go on
+                    req.callback_error, req.abort = exc, True
         if len(req.generated) >= req.sampling.max_tokens or req.n_past >= owner.n_ctx_per_seq:
             self._finish(req, "length")
         else:
@@ -375,4 +378,4 @@ class Lane:
         req.finish, req.error = reason, error
         req.t_done = time.perf_counter()
         self.last_active = time.monotonic()
-        req.inbox.put(DONE)
+        req.done.set()

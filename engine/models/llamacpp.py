@@ -21,7 +21,7 @@ from llama_cpp import llama_cpp as ll
 
 from engine.errors import AdapterError, BadRequest, EngineError, ModelFileError, PromptTooLong
 from engine.models.base import GenerationResult, Sampling, template_digest
-from engine.models.llama_lanes import DONE, SHARE_MIN, Lane, Request, _cpu_watch  # noqa: F401
+from engine.models.llama_lanes import SHARE_MIN, Lane, Request, _cpu_watch  # noqa: F401
 
 N_BATCH = 512
 FALLBACK_TEMPLATE = (
@@ -302,11 +302,10 @@ class LlamaCppModel:
 
     def next_token_logits(self, messages: list[dict], adapter: str | None = None) -> np.ndarray:
         """Raw logits for the token after the prompt (checks adapters against PEFT)."""
-        req = Request(self._prompt(messages), Sampling(temperature=0), lambda: False, time.perf_counter())
+        req = Request(self._prompt(messages), Sampling(temperature=0), lambda text: None, lambda: False)
         req.want_logits = True
         self._submit(adapter, req)
-        while req.inbox.get() is not DONE:
-            pass
+        req.done.wait()
         if req.error is not None:
             raise req.error
         return req.logits
@@ -314,20 +313,11 @@ class LlamaCppModel:
     def generate(self, messages, sampling, adapter, on_token, cancelled) -> GenerationResult:
         t0 = time.perf_counter()
         tokens = self._prompt(messages)
-        req = Request(tokens, sampling, cancelled, t0)
+        req = Request(tokens, sampling, on_token, cancelled)
         self._submit(adapter, req)
-        callback_error = None
-        while True:
-            item = req.inbox.get()
-            if item is DONE:
-                break
-            if callback_error is None:
-                try:
-                    on_token(item)
-                except BaseException as exc:  # stop this generation, report after it ends
-                    callback_error, req.abort = exc, True
-        if callback_error is not None:
-            raise callback_error
+        req.done.wait()
+        if req.callback_error is not None:
+            raise req.callback_error
         if req.error is not None:
             if isinstance(req.error, EngineError):
                 raise req.error
