@@ -112,6 +112,9 @@ class MainWindow(QMainWindow):
         self.training_view = TrainingView(self.client)
         self.training_view.sig_use_adapter.connect(self.on_use_adapter)
         self.tabs.addTab(self.training_view, "Training")
+        from studio.discovery_view import DiscoveryView  # trait discovery (issue 7)
+
+        self.tabs.addTab(DiscoveryView(self.client), "Discovery")
         self.setCentralWidget(self.tabs)
         self.docks = {}
         for key, title, widget, area in (

@@ -23,31 +23,41 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "trait"
 
 
-def proposals(run: dict) -> dict[str, dict]:
-    """Every proposal of a run by id: clusters, feature groups and single features."""
+def proposals(run: dict, stratum: str | None = None) -> dict[str, dict]:
+    """Every proposal of a run by id: clusters, feature groups and single features.
+
+    ``stratum`` picks the ranking made within one value of the run's ``by`` key.
+    """
     out: dict[str, dict] = {}
     for c in run.get("clusters") or []:
         out[c["id"]] = {"kind": "cluster", "id": c["id"], "size": c["size"], "n_games": c.get("n_games"),
                         "correct_share": c.get("correct_share"), "representatives": c["representatives"][:5],
                         "statement": c["representatives"][0] if c["representatives"] else "",
                         "name": "-".join(c.get("keywords", [])[:2]) or c["id"], "theme": ""}
-    by_name = {c["name"]: c for c in run.get("candidates") or []}
+    part = run
+    if stratum is not None:
+        part = (run.get("strata") or {}).get(str(stratum)) or {}
+        if "candidates" not in part:
+            raise BadRequest(f"run {run.get('run_id')} has no ranking for {run.get('by')} = {stratum!r}")
+    extra = {"stratum": {"key": run.get("by"), "value": str(stratum)}} if stratum is not None else {}
+    by_name = {c["name"]: c for c in part.get("candidates") or []}
     for name, c in by_name.items():
         out[name] = {"kind": "feature", "id": name, "auc": c["auc"], "ci": c["ci"], "direction": c["direction"],
                      "cliffs_delta": c.get("cliffs_delta"), "statement": c["statement"], "name": _slug(c["label"]),
-                     "theme": c.get("theme", "")}
-    for g in run.get("groups") or []:
+                     "theme": c.get("theme", ""), **extra}
+    for g in part.get("groups") or []:
         lead = out[g["lead"]]
         out[g["id"]] = {**lead, "kind": "feature group", "id": g["id"], "members": g["members"], "lead": g["lead"]}
     return out
 
 
-def _measure(run: dict, feature: str, direction: str | None) -> dict:
+def _measure(run: dict, feature: str, direction: str | None, evidence: list[dict] = ()) -> dict:
     q = (run.get("feature_quantiles") or {}).get(feature)
     if not q:
         raise BadRequest(f"run {run.get('run_id')} has no values of the feature {feature!r} to anchor a measure")
     if direction is None:
-        cand = next((c for c in run.get("candidates") or [] if c["name"] == feature), None)
+        cand = next((e for e in evidence if e.get("lead", e["id"]) == feature and "direction" in e), None)
+        cand = cand or next((c for c in run.get("candidates") or [] if c["name"] == feature), None)
         if cand:
             direction = cand["direction"]
         elif "human_mean" in q and "ai_mean" in q:
@@ -63,8 +73,9 @@ def _measure(run: dict, feature: str, direction: str | None) -> dict:
             "at1": at1, "at5": at5, "anchors_from": "10th and 90th percentile of the run's data"}
 
 
-def _one(run: dict, props: dict[str, dict], item: dict) -> tuple[dict, dict]:
+def _one(run: dict, item: dict) -> tuple[dict, dict]:
     """(trait fields, provenance entry) for one accepted item."""
+    props = proposals(run, item.get("stratum"))
     ids = item.get("from")
     ids = [ids] if isinstance(ids, str) else list(ids or [])
     if not ids:
@@ -82,11 +93,11 @@ def _one(run: dict, props: dict[str, dict], item: dict) -> tuple[dict, dict]:
     measure = None
     wanted = item.get("measure")
     if wanted:
-        measure = _measure(run, str(wanted), item.get("direction"))
+        measure = _measure(run, str(wanted), item.get("direction"), evidence)
     elif wanted is None:
         feature = next((e.get("lead", e["id"]) for e in evidence if e["kind"] != "cluster"), None)
         if feature:
-            measure = _measure(run, feature, item.get("direction"))
+            measure = _measure(run, feature, item.get("direction"), evidence)
     entry = {"from": ids, "run": run.get("run_id"), "method": run.get("method"),
              "evidence": [{k: v for k, v in e.items() if k not in ("statement", "name", "theme")} for e in evidence],
              "edited": bool(item.get("statement")) and item["statement"] != first["statement"]}
@@ -102,8 +113,7 @@ def accept(run: dict, items: list[dict], questionnaire_id: str, base: str | None
     """Save the accepted items as a new version of ``questionnaire_id`` (on top of ``base``, if given)."""
     if not items:
         raise BadRequest("nothing to accept: choose at least one proposal")
-    props = proposals(run)
-    made = [_one(run, props, item) for item in items]
+    made = [_one(run, item) for item in items]
     if base:
         q = load_questionnaire(base)
         if drop_traits:
