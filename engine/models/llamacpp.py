@@ -197,7 +197,7 @@ class LlamaCppModel:
                                          bos_token=self.bos_text, eos_token=self.eos_text)
         except BadRequest:
             raise
-        except TemplateError as exc:
+        except (TemplateError, OverflowError, RecursionError) as exc:  # sandbox limits, runaway macros
             raise BadRequest(f"The chat template failed: {exc}") from None
 
     def tokenize(self, text: str) -> list[int]:
