@@ -42,8 +42,9 @@ def test_bench_train_compares_plain_and_ours(tiny_model_dir):
     seen = []
     bench.PROBES.append(lambda phase: seen.append(phase) or ({"probe": "ok"} if phase == "stop" else None))
     try:
-        out = bench.bench_train(str(tiny_model_dir), steps=2, batch=2, repeats=1, threads=1)
+        out = bench.bench_train(str(tiny_model_dir), steps=1, batch=2, repeats=1, threads=1)
     finally:
         bench.PROBES.clear()
     assert out["plain_s_per_step"] > 0 and out["ours_s_per_step"] > 0 and out["ratio"] > 0
+    assert out["plain_thread_s_per_step"] > 0 and out["overhead_ratio"] > 0
     assert seen == ["start", "stop"] and out["probe"] == "ok"
