@@ -34,9 +34,13 @@ class AcceptPanel(QWidget):
         self.table.setWordWrap(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         header = self.table.horizontalHeader()
-        for col in (0, 1, 3):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Interactive)
+        self.table.setColumnWidth(1, 120)
+        self.table.setColumnWidth(3, 120)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.itemChanged.connect(self.on_item_changed)
         self.merge_button = QPushButton("Merge selected")
         self.merge_button.clicked.connect(self.on_merge)
@@ -90,8 +94,11 @@ class AcceptPanel(QWidget):
         self.table.setRowCount(len(self.rows))
         for i, r in enumerate(self.rows):
             cells = ("+".join(r["from"]), r["name"], r["statement"], r.get("measure") or "llm / api judge")
+            tips = ("", "", "", "How the trait gets rated: a measured feature (the 'measured' judge), or a judge "
+                                "that reads the statement (llm / api)")
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(text if j != 3 else f"{text}\n{tips[3]}")
                 if j in (0, 3):
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                     item.setForeground(Qt.GlobalColor.darkGray)

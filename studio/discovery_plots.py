@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 HIGHER, LOWER = "#2c7a7b", "#c05621"  # humans show more / less of the feature
@@ -99,13 +99,17 @@ class StatementMap(QWidget):
 class RankingPlot(QWidget):
     """AUC of the top candidates with their bootstrap interval, best at the top."""
 
-    def __init__(self, parent: QWidget | None = None, top: int = 20):
+    def __init__(self, parent: QWidget | None = None, top: int = 16):
         super().__init__(parent)
         self.top = top
         self.plot = pg.PlotWidget(background="w")
         _quiet(self.plot)
-        self.plot.setLabel("bottom", "AUC: how well the feature alone tells human from AI (0.5 = chance)")
+        self.plot.setLabel("bottom", "AUC with 95% interval (0.5 = chance)")
         self.plot.showGrid(x=True, y=False, alpha=0.2)
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)  # 0.65, not "650 m"
+        font = self.font()
+        font.setPointSizeF(8.5)
+        self.plot.getAxis("left").setStyle(tickFont=font, autoReduceTextSpace=False, hideOverlappingLabels=False)
         self.plot.setMinimumHeight(260)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -128,13 +132,13 @@ class RankingPlot(QWidget):
         points = pg.ScatterPlotItem(x=auc, y=y, size=9, brush=[pg.mkBrush(c) for c in colours], pen=None,
                                     hoverable=True, data=rows, tip=self._tip)
         self.plot.addItem(points)
-        for x, style in ((0.5, "#a0aec0"), (0.7, "#cbd5e0")):
-            self.plot.addItem(pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(style, style=pg.QtCore.Qt.PenStyle.DashLine)))
+        for x, colour in ((0.5, "#a0aec0"), (0.7, "#cbd5e0")):
+            self.plot.addItem(pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(colour, style=Qt.PenStyle.DashLine)))
         axis = self.plot.getAxis("left")
         axis.setTicks([[(yy, f"{c['label']} {'↑' if c['direction'].startswith('higher') else '↓'}")
                         for yy, c in zip(y, rows)], []])
         axis.setWidth(190)
-        self.plot.setXRange(max(0.4, float(lo.min()) - 0.03), min(1.0, float(hi.max()) + 0.02), padding=0)
+        self.plot.setXRange(min(0.48, float(lo.min()) - 0.02), min(1.0, float(hi.max()) + 0.02), padding=0)
         self.plot.setYRange(-0.7, len(rows) - 0.3, padding=0)
 
     def _tip(self, x, y, data) -> str:

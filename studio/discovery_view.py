@@ -125,7 +125,7 @@ class DiscoveryView(QWidget):
         splitter.addWidget(self._contrast_panel())
         splitter.addWidget(self._explain_panel())
         splitter.addWidget(self.accept_panel)
-        splitter.setSizes([520, 560, 380])
+        splitter.setSizes([540, 560, 440])
         splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.addLayout(row1)
@@ -335,9 +335,10 @@ class DiscoveryView(QWidget):
         acc = run.get("judge_verdict_accuracy")
         ci = run.get("verdict_ci") or [0, 0]
         q = (run.get("clustering") or {}).get("quality") or {}
-        text = (f"Judge <b>{(run.get('judge') or {}).get('kind', '?')}</b> on {run['n_games']} games: picked the human "
-                f"in <b>{'–' if acc is None else f'{acc:.0%}'}</b> (95% CI {ci[0]:.0%}–{ci[1]:.0%}; the paper's best "
-                f"judge 64.8%) · {run['n_statements']} statements from {run['games_with_statements']} games")
+        shown = "–" if acc is None else f"{acc:.0%}"
+        text = (f"Judge <b>{(run.get('judge') or {}).get('kind', '?')}</b> on {run['n_games']} games: picked the "
+                f"human in <b>{shown}</b> (95% CI {ci[0]:.0%}–{ci[1]:.0%}; the paper's best judge 64.8%) · "
+                f"{run['n_statements']} statements from {run['games_with_statements']} games")
         if q:
             text += f" · {q.get('n_clusters')} themes, {q.get('noise_share', 0):.0%} unclustered"
         message = (run.get("clustering") or {}).get("message")
@@ -383,7 +384,7 @@ class DiscoveryView(QWidget):
                 p = dict(item.data(0, Qt.ItemDataRole.UserRole))
                 arrow = ""
                 if p.get("feature"):
-                    arrow = "measured: " + p["feature"]
+                    arrow = p["feature"]
                 picked.append({**p, "measure": arrow or None})
                 item.setCheckState(0, Qt.CheckState.Unchecked)
         if picked:

@@ -48,7 +48,8 @@ def _config(args):
                      "seed": args.seed},
         "explain": {"judge": args.judge, "model": args.model, "threads": args.threads, "api_base": args.api_base,
                     "api_model": args.api_model, "api_key_env": args.api_key_env, "verdict": args.verdict,
-                    "explain_from": args.explain_from, "context": args.context, "max_turns": args.max_turns, "max_chars": args.max_chars,
+                    "explain_from": args.explain_from, "context": args.context, "max_turns": args.max_turns,
+                    "max_chars": args.max_chars,
                     "max_statements": args.max_statements, "max_tokens": args.max_tokens,
                     "temperature": args.temperature, "min_cluster_size": args.min_cluster_size, "seed": args.seed,
                     "cache": not args.no_cache},
@@ -131,7 +132,7 @@ def cmd_discover(args) -> int:
         return 0
     if args.run:
         raise EngineError(f"unexpected argument {args.run!r}", kind="bad_request")
-    report = runs.run(_config(args), _StderrState(args.quiet or args.json), save=not args.no_save)
+    report = runs.run(_config(args), _StderrState(args.quiet), save=not args.no_save)
     if args.json:
         print(json.dumps(report, ensure_ascii=False), flush=True)
     else:

@@ -175,7 +175,8 @@ def run_explain(dialogues: list[Dialogue], config: ExplainConfig, state, judge=N
     themes = cluster_statements(statements, config.min_cluster_size, config.seed)
     for it in items:
         if not it["statements"]:
-            problems.append({"id": it["game"], "error": it.get("reason") or it.get("verdict_reason") or "no statements"})
+            why = it.get("reason") or it.get("verdict_reason") or "no statements"
+            problems.append({"id": it["game"], "error": why})
     shown_a = [it["verdict"] == "A" for it in judged if it.get("verdict_from") == "text"]
     return {
         "method": "explain", "judge": described, "n_games": len(games),
