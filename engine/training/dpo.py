@@ -80,7 +80,7 @@ PRESETS = {
                   max_length=96, verdict_prompts=2, save_steps=1, lora_r=4, lora_alpha=8.0,
                   min_pairs=1, sampler="transformers"),
     "default": dict(n_prompts=32, k=4, max_pairs_per_prompt=2, max_steps=24, batch_size=4,
-                    learning_rate=2e-4, sample_max_tokens=32, max_length=128, save_steps=8,
+                    learning_rate=5e-4, sample_max_tokens=32, max_length=128, save_steps=8,
                     verdict_prompts=0, verdict_seeds=1),
 }
 
