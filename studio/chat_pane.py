@@ -6,7 +6,9 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
                                QSizePolicy, QVBoxLayout, QWidget)
 
+from studio.breakdown_view import open_breakdown
 from studio.conversation import Reply, Turn
+from studio.score_badge import ScoreBadge
 from studio.session import CompareSession
 
 FLUSH_MS = 40  # streamed text is redrawn at most this often
@@ -74,6 +76,7 @@ class TurnView(QFrame):
         self.model_caption = _label("modelCaption")
         self.reply = _label("replyText", selectable=True)
         self.stats = _label("statsLine")
+        self.badge = ScoreBadge()
         self.error = _label("errorText", selectable=True)
         prompt_box = QFrame()
         prompt_box.setObjectName("promptBubble")
@@ -92,7 +95,11 @@ class TurnView(QFrame):
         layout.addWidget(self.model_caption)
         layout.addWidget(self.reply)
         layout.addWidget(self.error)
-        layout.addWidget(self.stats)
+        stats_row = QHBoxLayout()
+        stats_row.setSpacing(10)
+        stats_row.addWidget(self.stats, 1)
+        stats_row.addWidget(self.badge)
+        layout.addLayout(stats_row)
 
     def show_reply(self, turn: Turn, reply: Reply | None) -> None:
         if reply is None:
@@ -174,6 +181,7 @@ class ChatPane(QFrame):
         self._timer = QTimer(self)
         self._timer.setInterval(FLUSH_MS)
         self._timer.timeout.connect(self.on_flush)
+        session.scores.sig_scored.connect(self.on_scored)
         self.rebuild()
 
     # -- building -------------------------------------------------------------------
@@ -197,6 +205,8 @@ class ChatPane(QFrame):
         self.body_layout.insertWidget(self.body_layout.count() - 1, view)
         self.views.append(view)
         view.show_reply(turn, turn.reply_on(self.side))
+        view.badge.show_for(turn, turn.reply_on(self.side), self.session.scores)
+        view.badge.clicked.connect(lambda _=False, i=turn.idx: open_breakdown(self.session, i, self.window()))
         self.empty.setVisible(False)
 
     # -- updates ----------------------------------------------------------------------
@@ -207,8 +217,17 @@ class ChatPane(QFrame):
         if idx < len(self.views):
             turn = self.session.turns[idx]
             self.views[idx].show_reply(turn, turn.reply_on(self.side))
+            self.views[idx].badge.show_for(turn, turn.reply_on(self.side), self.session.scores)
             self._dirty.discard(idx)
         self.refresh_header()
+
+    def on_scored(self, reply_id: str) -> None:
+        """A score arrived: update the badge of the reply it belongs to."""
+        for idx, view in enumerate(self.views):
+            turn = self.session.turns[idx] if idx < len(self.session.turns) else None
+            reply = turn.reply_on(self.side) if turn else None
+            if reply is not None and reply.reply_id == reply_id:
+                view.badge.show_for(turn, reply, self.session.scores)
 
     def mark_streamed(self, idx: int) -> None:
         """Queue a redraw of streamed text (throttled to FLUSH_MS)."""

@@ -25,6 +25,7 @@ from studio.results_view import ResultsView
 from studio.sampling_panel import SamplingPanel
 from studio.session import CompareSession
 from studio.training_view import TrainingView
+from studio.traits_view import TraitsView
 
 ENGINE_STATES = {"starting": ("#b7791f", "Engine starting…"), "ready": ("#2f855a", "Engine ready"),
                  "crashed": ("#c53030", "Engine crashed"), "stopped": ("#718096", "Engine stopped")}
@@ -112,6 +113,7 @@ class MainWindow(QMainWindow):
         self.training_view = TrainingView(self.client)
         self.training_view.sig_use_adapter.connect(self.on_use_adapter)
         self.tabs.addTab(self.training_view, "Training")
+        self.tabs.addTab(TraitsView(self.client), "Traits")
         from studio.discovery_view import DiscoveryView  # trait discovery (issue 7)
 
         self.tabs.addTab(DiscoveryView(self.client), "Discovery")

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Signal
 from engine.store import Store
 from studio.conversation import SIDES, SLOTS, Reply, Turn, spec_label, thread_for, turns_from_store
 from studio.engine_client import EngineClient
+from studio.score_tracker import ScoreTracker
 
 GONE = ("engine_crashed", "engine_stopped", "engine_not_running")
 
@@ -54,6 +55,7 @@ class CompareSession(QObject):
         client.sig_token.connect(self.on_token)
         client.sig_result.connect(self.on_result)
         client.sig_error.connect(self.on_error)
+        self.scores = ScoreTracker(client, self, self)  # scores finished replies as they come
 
     # -- models ---------------------------------------------------------------------
     def set_model(self, slot: str, spec: dict, load: bool = True) -> None:
