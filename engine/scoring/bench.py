@@ -31,15 +31,17 @@ def _rates(fns: dict, n: int, repeat: int) -> dict[str, dict]:
     return out
 
 
-def bench_llm(items: list, repeat: int = 3, model=None, n_threads: int | None = None) -> dict:
-    """The llm judge on the 16-trait questionnaire: replies/s, and the cost of all
-    16 traits of a reply against one trait, timed in paired interleaved rounds."""
+def bench_llm(items: list, repeat: int = 3, model=None, n_threads: int | None = None,
+              questionnaire="hal16") -> dict:
+    """The llm judge (16-trait questionnaire by default): replies/s, and the cost of
+    all traits of a reply against one trait, timed in paired interleaved rounds."""
     from engine.scoring.judges.llm import LLMJudge
 
-    judge = LLMJudge(questionnaire="hal16", cache=False, model=model, n_threads=n_threads)
+    judge = LLMJudge(questionnaire=questionnaire, cache=False, model=model, n_threads=n_threads)
     try:
         one = [judge.questionnaire.trait_ids[0]]
-        judge.rate_detailed(items[0], trait_ids=one)  # warm-up: first decode pays for buffers
+        if repeat > 1:
+            judge.rate_detailed(items[0], trait_ids=one)  # warm-up: the first decode pays for buffers
         ratios, t_all, t_one = [], [], []
         for _ in range(max(1, repeat)):
             t0 = time.perf_counter()

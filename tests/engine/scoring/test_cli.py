@@ -75,15 +75,15 @@ def test_distill_then_score(capsys, turing):
 
 
 def test_unavailable_judge_is_one_clear_error(capsys, turing):
-    rc = main(["score", str(turing), "--judge", "llm", "--json"])
+    rc = main(["score", str(turing), "--judge", "api", "--json"])  # no endpoint given
     captured = capsys.readouterr()
     assert rc == 2
     assert json.loads(captured.out)["error"]["kind"] == "judge_unavailable"
-    assert "not available yet" in captured.err
+    assert "base URL" in captured.err
 
 
 def test_bench_score(capsys, turing):
-    rc, lines = run(capsys, "bench", "score", "--path", str(turing), "--repeat", "1", "--json")
+    rc, lines = run(capsys, "bench", "score", "--path", str(turing), "--repeat", "1", "--llm-n", "0", "--json")
     rep = lines[-1]
     assert rep["baseline"]["replies_per_s"] > 0
     assert rep["judges"]["lexical"]["replies_per_s"] > 0 and rep["judges"]["distilled"]["replies_per_s"] > 0
