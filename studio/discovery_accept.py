@@ -160,7 +160,9 @@ class AcceptPanel(QWidget):
         ref = content.get("questionnaire", "?")
         self.result.setText(f"Saved <b>{ref}</b> ({content.get('n_traits')} traits, {len(content.get('accepted', []))} "
                             f"new). Fit weights for it with <code>hal fit DATA --questionnaire {ref} --judge "
-                            f"measured</code>, or in the Traits tab.")
+                            f"measured</code>, or in the Traits tab."
+                            + (f"<br><span style='color:#975a16'>{content['note']}</span>" if content.get("note")
+                               else ""))
         self.rows = []
         self._fill()
 

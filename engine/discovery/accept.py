@@ -145,3 +145,19 @@ def accept(run: dict, items: list[dict], questionnaire_id: str, base: str | None
     prov.update({"traits": prov_traits, "runs": runs, "accepted": time.strftime("%Y-%m-%dT%H:%M:%S")})
     q = replace(q, themes=tuple(themes), provenance=prov, name=name or q.name)
     return save_questionnaire(q, new_id=questionnaire_id)
+
+
+def summarise(q: Questionnaire, run: dict) -> dict:
+    """What ``discover.accept`` and ``hal discover accept`` answer: the version, the new traits, and a
+    note on traits no local judge can rate yet."""
+    prov = q.provenance.get("traits") or {}
+    new = [t for t in q.traits if prov.get(str(t.id), {}).get("run") == run.get("run_id")]
+    out = {"questionnaire": q.ref, "n_traits": len(q.traits), "parent": q.parent,
+           "accepted": [{"id": t.id, "name": t.name, "statement": t.statement, "theme": t.theme,
+                         "provenance": prov[str(t.id)]} for t in new]}
+    unmeasured = [t.id for t in new if "measure" not in prov[str(t.id)]]
+    if unmeasured:
+        out["note"] = (f"trait(s) {', '.join(map(str, unmeasured))} have no measure: the measured judge leaves them "
+                       "unrated, so a fit uses only the other traits. Rate them with a judge that reads statements "
+                       "(llm / api), or accept them again with a measure (--measure ID=FEATURE).")
+    return out

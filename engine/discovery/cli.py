@@ -116,19 +116,16 @@ def cmd_discover(args) -> int:
         if args.target == "show":
             print(json.dumps(run, ensure_ascii=False) if args.json else json.dumps(run, indent=1)[:20000])
             return 0
-        from engine.discovery.accept import accept
+        from engine.discovery.accept import accept, summarise
 
         if not args.into:
             raise EngineError("hal discover accept needs --into QUESTIONNAIRE_ID", kind="bad_request")
         q = accept(run, _items(args), args.into, base=args.base, name=args.title,
                    drop_traits=args.drop_trait or None)
-        new = [t for t in q.traits if str(t.id) in (q.provenance.get("traits") or {})
-               and q.provenance["traits"][str(t.id)].get("run") == run.get("run_id")]
-        out = {"questionnaire": q.ref, "n_traits": len(q.traits), "parent": q.parent,
-               "accepted": [{"id": t.id, "name": t.name, "statement": t.statement, "theme": t.theme,
-                             "provenance": q.provenance["traits"][str(t.id)]} for t in new]}
+        out = summarise(q, run)
         print(json.dumps(out, ensure_ascii=False) if args.json else
-              f"saved {q.ref} ({len(q.traits)} traits); try: hal fit DATA --questionnaire {q.ref} --judge measured")
+              f"saved {q.ref} ({len(q.traits)} traits); try: hal fit DATA --questionnaire {q.ref} --judge measured"
+              + (f"\nnote: {out['note']}" if "note" in out else ""))
         return 0
     if args.run:
         raise EngineError(f"unexpected argument {args.run!r}", kind="bad_request")
@@ -164,7 +161,8 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=float, default=0.3)
     p.add_argument("--min-cluster-size", type=int, default=None)
     p.add_argument("--limit", type=int, default=None, help="only the first N games (runs: N runs)")
-    p.add_argument("--where", action="append", metavar="KEY=GLOB", help="keep items whose meta KEY matches")
+    p.add_argument("--where", action="append", metavar="KEY=GLOB",
+                   help="keep items whose meta KEY matches (e.g. ai_model='*minimal|eliza')")
     p.add_argument("--by", default=None, metavar="KEY", help="contrast: also rank within each value of KEY")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--group-threshold", type=float, default=0.7)

@@ -3,8 +3,8 @@
 - ``discover.run`` {path, method, limit?, where?, contrast?: {...}, explain?: {...}} -> progress* then
   the run (as ``hal discover --json``), saved for later accepting; ``cancel`` stops it between games
 - ``discover.runs`` {limit?} -> {runs: [summary]}; ``discover.get`` {run_id} -> {run}
-- ``discover.accept`` {run_id, items: [{from, name?, statement?, theme?, measure?, direction?}],
-  questionnaire_id, base?, name?, drop_traits?} -> {questionnaire, n_traits, accepted: [...]}
+- ``discover.accept`` {run_id, items: [{from, name?, statement?, theme?, measure?, direction?, stratum?}],
+  questionnaire_id, base?, name?, drop_traits?} -> {questionnaire, n_traits, parent, accepted: [...], note?}
 - ``discover.features`` {} -> {features: [{name, label, theme}]}: what a measure can use
 """
 
@@ -54,7 +54,7 @@ def discover_get(engine: Engine, msg: Message, state: JobState) -> dict:
 
 @command("discover.accept")
 def discover_accept(engine: Engine, msg: Message, state: JobState) -> dict:
-    from engine.discovery.accept import accept
+    from engine.discovery.accept import accept, summarise
     from engine.discovery.runs import load_run
 
     c = msg.content
@@ -67,11 +67,7 @@ def discover_accept(engine: Engine, msg: Message, state: JobState) -> dict:
     run = load_run(_str(c, "run_id"))
     q = accept(run, items, _str(c, "questionnaire_id"), base=c.get("base") or None, name=c.get("name") or None,
                drop_traits=drop)
-    prov = q.provenance.get("traits") or {}
-    accepted = [{"id": t.id, "name": t.name, "statement": t.statement, "theme": t.theme,
-                 "provenance": prov[str(t.id)]} for t in q.traits
-                if prov.get(str(t.id), {}).get("run") == run.get("run_id")]
-    return {"questionnaire": q.ref, "n_traits": len(q.traits), "parent": q.parent, "accepted": accepted}
+    return summarise(q, run)
 
 
 @command("discover.features")

@@ -32,7 +32,8 @@ class DiscoverConfig:
     path: str = field(default="", metadata={"help": "contrastive dialogues: Turing CSV or JSONL with groups"})
     method: str = field(default="contrast", metadata={"help": "contrast (features, no model) or explain (judge)"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N games"})
-    where: dict = field(default_factory=dict, metadata={"help": "meta filters {key: glob}, e.g. ai_model: *minimal"})
+    where: dict = field(default_factory=dict, metadata={"help": "meta filters {key: glob}, e.g. ai_model: "
+                                                                "'*minimal|eliza' ('|' separates alternatives)"})
     contrast: ContrastConfig = field(default_factory=ContrastConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
 
@@ -69,8 +70,9 @@ def _digest(path: Path) -> str:
 
 def _select(dialogues, config: DiscoverConfig) -> list:
     for key, pattern in config.where.items():
+        globs = str(pattern).split("|")  # "*minimal|eliza": any of them
         dialogues = [d for d in dialogues if d.meta.get(key) is not None
-                     and fnmatch.fnmatch(str(d.meta.get(key)), str(pattern))]
+                     and any(fnmatch.fnmatch(str(d.meta.get(key)), g) for g in globs)]
     if config.limit and config.method == "contrast":
         keep, games = [], []
         for d in dialogues:

@@ -67,6 +67,27 @@ def test_the_new_questionnaire_is_rated_and_fitted(contrast_run, games):
     assert problems == [] and report["traits"] == [33, 34] and report["cv_accuracy"] > 0.9
 
 
+def test_themes_from_explanations_and_the_unrated_note():
+    from engine.discovery.accept import summarise
+
+    run = {"run_id": "explain-x", "method": "explain", "source": {"path": "x.jsonl"},
+           "clusters": [{"id": "c1", "size": 9, "representatives": ["Writes in lower case.", "No capitals."],
+                         "keywords": ["lower", "case"], "n_games": 7, "correct_share": 0.6},
+                        {"id": "c2", "size": 5, "representatives": ["Uses slang like lol."], "keywords": ["slang"]}],
+           "feature_quantiles": {"slang_rate": {"p10": 0.0, "p50": 0.05, "p90": 0.2, "min": 0.0, "max": 0.5,
+                                                "human_mean": 0.1, "ai_mean": 0.02}}}
+    q = accept(run, [{"from": "c1"}, {"from": "c2", "measure": "slang_rate"}], "themes")
+    assert [t.name for t in q.traits] == ["lower-case", "slang"]
+    assert q.traits[0].statement == "Writes in lower case."
+    prov = q.provenance["traits"]
+    assert prov["33"]["evidence"][0]["representatives"] == ["Writes in lower case.", "No capitals."]
+    assert "measure" not in prov["33"]
+    assert prov["34"]["measure"] == {"feature": "slang_rate", "direction": "higher in humans", "at1": 0.0,
+                                     "at5": 0.2, "anchors_from": "10th and 90th percentile of the run's data"}
+    note = summarise(q, run)["note"]
+    assert note.startswith("trait(s) 33 have no measure")
+
+
 def test_bad_accepts_are_refused(contrast_run):
     with pytest.raises(BadRequest, match="nothing to accept"):
         accept(contrast_run, [], "x")
