@@ -56,7 +56,7 @@ class TrainingView(QWidget):
     sig_use_adapter = Signal(str, str)
     """Put an adapter in a Compare pane: (slot 'a' or 'b', adapter folder)."""
 
-    def __init__(self, client, parent: QWidget | None = None, redraw_ms: int = 250):
+    def __init__(self, client, parent: QWidget | None = None, redraw_ms: int = 120):
         super().__init__(parent)
         self.client = client
         self.kinds: dict[str, dict] = {}
@@ -129,6 +129,9 @@ class TrainingView(QWidget):
         self.run_detail = QLabel("Choose a round and press Start.")
         self.run_detail.setObjectName("runDetail")
         self.run_detail.setWordWrap(True)
+        # A fixed height: a longer line must not re-lay out (and so repaint) every plot.
+        self.run_detail.setFixedHeight(2 * self.run_detail.fontMetrics().lineSpacing() + 4)
+        self.run_detail.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.run_detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop at the end of the current step; the engine saves a checkpoint "
@@ -347,7 +350,6 @@ class TrainingView(QWidget):
         self.run_id = None
         self.cancelling = False
         self._tick.stop()
-        self.plots.redraw()
         self._update_controls()
 
     def _finished(self, result: dict) -> None:

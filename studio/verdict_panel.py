@@ -63,6 +63,8 @@ def _plot(title: str, height: int) -> pg.PlotWidget:
     plot.setMenuEnabled(False)
     plot.setFixedHeight(height)
     plot.showGrid(x=True, y=False, alpha=0.15)
+    for side in ("left", "bottom"):
+        plot.getAxis(side).enableAutoSIPrefix(False)  # scores read as they are, not as "x0.001"
     return plot
 
 
