@@ -138,6 +138,8 @@ def build_contrast(contexts: Iterable[Context], model, *, temperature: float = 0
     contexts = list(contexts)
     info = model.info() if hasattr(model, "info") else {}
     for i, ctx in enumerate(contexts):
+        if progress and i:
+            progress(i, len(contexts))
         item_seed = (seed * 1_000_003 + int(hashlib.sha256(ctx.group.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
         sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=item_seed)
         try:
@@ -160,8 +162,8 @@ def build_contrast(contexts: Iterable[Context], model, *, temperature: float = 0
             {"id": f"{ctx.group}-ai", "turns": turns + [[RESPONDER, reply]], "rated_speaker": RESPONDER,
              "label": AI, "group": ctx.group, "meta": ai_meta},
         ], None
-        if progress:
-            progress(i + 1, len(contexts))
+    if progress and contexts:
+        progress(len(contexts), len(contexts))
 
 
 def write_contrast(out: Path, n: int, model, source: str = "chitchat", context: int = 3, seed: int = 0,

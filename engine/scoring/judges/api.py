@@ -154,7 +154,8 @@ class ApiJudge(Judge):
             raise JudgeUnavailable("the api judge needs an http(s) base URL (--api-base or HAL_API_BASE)",
                                    detail="for example http://127.0.0.1:8000/v1")
         if response_format not in FORMATS:
-            raise JudgeUnavailable(f"unknown response_format {response_format!r}", detail="one of " + ", ".join(FORMATS))
+            raise JudgeUnavailable(f"unknown response_format {response_format!r}",
+                                   detail="one of " + ", ".join(FORMATS))
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
