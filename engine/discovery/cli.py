@@ -157,7 +157,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-turns", type=int, default=12)
     p.add_argument("--max-chars", type=int, default=200)
     p.add_argument("--max-statements", type=int, default=3)
-    p.add_argument("--max-tokens", type=int, default=96)
+    p.add_argument("--max-tokens", type=int, default=120)
     p.add_argument("--temperature", type=float, default=0.3)
     p.add_argument("--min-cluster-size", type=int, default=None)
     p.add_argument("--limit", type=int, default=None, help="only the first N games (runs: N runs)")

@@ -39,7 +39,7 @@ class ExplainConfig:
     max_turns: int = field(default=12, metadata={"help": "turns of each side shown to the judge"})
     max_chars: int = field(default=200, metadata={"help": "characters per turn shown to the judge"})
     max_statements: int = field(default=3, metadata={"help": "statements kept per game"})
-    max_tokens: int = field(default=96, metadata={"help": "tokens the judge may write per explanation"})
+    max_tokens: int = field(default=120, metadata={"help": "tokens the judge may write per explanation"})
     temperature: float = field(default=0.3, metadata={"help": "sampling temperature of the explanation"})
     min_cluster_size: int | None = field(default=None, metadata={"help": "HDBSCAN's smallest theme (auto)"})
     seed: int = field(default=0, metadata={"help": "order of the sides and sampling seed"})
@@ -178,13 +178,19 @@ def run_explain(dialogues: list[Dialogue], config: ExplainConfig, state, judge=N
             why = it.get("reason") or it.get("verdict_reason") or "no statements"
             problems.append({"id": it["game"], "error": why})
     shown_a = [it["verdict"] == "A" for it in judged if it.get("verdict_from") == "text"]
+    scored = [it for it in items if it.get("verdict_from") == "logits"]
+    letters = {}
+    if scored:  # how much asking in both orders mattered
+        first_only = [(it["position_pull"] + it["margin"] > 0) == (it["human_shown_as"] == "A") for it in scored]
+        letters = {"position_pull_mean": round(sum(it["position_pull"] for it in scored) / len(scored), 4),
+                   "accuracy_first_order_only": round(sum(first_only) / len(first_only), 4)}
     return {
         "method": "explain", "judge": described, "n_games": len(games),
         "judge_verdict_accuracy": round(right / len(judged), 4) if judged else None,
         "verdict_ci": wilson(right, len(judged)), "n_verdicts": len(judged),
         "verdict_coverage": round(len(judged) / len(items), 4),
         "accuracy_counting_no_verdict_as_wrong": round(right / len(items), 4),
-        "answers_a_share": round(sum(shown_a) / len(shown_a), 4) if shown_a else None,
+        "answers_a_share": round(sum(shown_a) / len(shown_a), 4) if shown_a else None, **letters,
         "paper_best_judge_accuracy": PAPER_BEST_JUDGE,
         "games_with_statements": sum(1 for it in items if it["statements"]),
         "n_statements": len(statements), "clusters": themes["clusters"],

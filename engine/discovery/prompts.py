@@ -173,6 +173,8 @@ def parse_statements(text: str, prompt: str, limit: int, cut: bool = False) -> t
             reason = "mostly not words (garbage)"
         elif _copied(norm, prompt_norm):
             reason = "copied from the chats or the question"
+        elif len(words) >= 6 and " ".join(words[:4]) in prompt_norm:
+            reason = "starts with a quote from the chats (a comment on one line, not a general point)"
         elif len([w for w in words if w not in _FILLER]) < 2:
             reason = "says nothing beyond the verdict"
         elif norm in seen:
