@@ -64,7 +64,10 @@ class DPORoundConfig(PairSettings, TrainSettings, LoraSettings, VerdictSettings)
     base_gguf: str = opt("", "the base as GGUF, for the GGUF LoRA twin when model is a folder")
     continue_adapter: str = opt("", "adapter id to continue training (empty = a new LoRA on the base)")
     beta: float = opt(0.1, "DPO beta: how far the policy may move from the reference", 1e-4, 10.0)
-    loss_type: str = opt("sigmoid", "TRL DPO loss", choices=("sigmoid", "ipo", "hinge", "robust"))
+    loss_type: str = opt("sigmoid", "TRL DPO loss; 'rpo' adds an SFT term on the chosen replies "
+                         "(sigmoid + sft), which holds the language model closer to its start",
+                         choices=("sigmoid", "ipo", "hinge", "robust", "rpo"))
+    sft_weight: float = opt(1.0, "weight of the SFT term when loss_type is rpo", 0.0, 100.0)
     min_pairs: int = opt(4, "refuse to train on fewer pairs than this", 1, 1_000_000)
     resume: str = opt("", "id of a cancelled or failed round to resume from its last checkpoint")
 
@@ -202,8 +205,10 @@ def _trainer(cfg, state, record, model, tok, parent, dataset, units):
     from engine.training.callbacks import JobCallback
     from engine.training.runner import training_args
 
-    args = training_args(DPOConfig, cfg, str(record.checkpoint_dir), beta=cfg.beta,
-                         loss_type=[cfg.loss_type], max_length=cfg.max_length,
+    losses = (dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, cfg.sft_weight]) if cfg.loss_type == "rpo"
+              else dict(loss_type=[cfg.loss_type]))
+    args = training_args(DPOConfig, cfg, str(record.checkpoint_dir), beta=cfg.beta, **losses,
+                         max_length=cfg.max_length,
                          precompute_ref_log_probs=False)
     callback = JobCallback(state, "DPO", offset=30.0, span=55.0, total_units=units)
     kwargs = {} if parent else {"peft_config": policy.lora_config(cfg)}

@@ -47,6 +47,12 @@ exec accelerate launch --multi_gpu --num_processes "${NUM_GPUS:-2}" train.py --m
 '''
 
 
+def _losses(cfg: dict) -> dict:
+    if cfg.get("loss_type") == "rpo":
+        return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.get("sft_weight", 1.0)]}
+    return {"loss_type": [cfg.get("loss_type", "sigmoid")]}
+
+
 def export_round(store, round_id: str, folder: str | Path) -> dict:
     from engine.training import pairs as P
     from engine.training.rounds import get_round
@@ -72,7 +78,7 @@ def export_round(store, round_id: str, folder: str | Path) -> dict:
                         "per_device_train_batch_size": cfg.get("batch_size", 4),
                         "gradient_accumulation_steps": cfg.get("grad_accum", 1),
                         "max_length": cfg.get("max_length", 256), "seed": cfg.get("seed", 0),
-                        "loss_type": [cfg.get("loss_type", "sigmoid")], "logging_steps": 1},
+                        **_losses(cfg), "logging_steps": 1},
                 "lora": {"r": cfg.get("lora_r", 16), "lora_alpha": cfg.get("lora_alpha", 32.0),
                          "lora_dropout": cfg.get("lora_dropout", 0.1),
                          "target_modules": cfg.get("lora_targets")},

@@ -56,3 +56,9 @@ def test_length_guard_penalises_empty_and_runaway():
     funcs, weights = grpo.reward_functions(None, cfg)
     guard = funcs[1]
     assert guard([[]] * 3, ["", "ok sure", " ".join(["w"] * 20)]) == [-1.0, -0.0, -1.0]
+
+
+def test_rpo_loss_adds_an_sft_term(tiny_model_dir, tiny_gguf, fake_reward, store):
+    out = dpo.run(smoke(tiny_model_dir, tiny_gguf, loss_type="rpo", verdict=False, max_steps=1), RecordingState(),
+                  store)
+    assert out["steps"] == 1 and out["verdict"] is None
