@@ -2,9 +2,9 @@
 
 ``python -m studio.bench_responsiveness --json`` opens the real main window
 (offscreen unless ``--show``) on the real engine, waits until both Compare
-panes have loaded their models, probes the Qt event loop with no round running
-(the baseline), then starts a round from the Training tab (shown, so its plots
-really paint) and probes again until the round ends. The probe is a 10 ms
+panes have loaded their models, shows the Training tab with the round chosen,
+probes the Qt event loop with no round running (the baseline), then starts the
+round (its plots really paint) and probes again until the round ends. The probe is a 10 ms
 precise repeating timer: how much later than 10 ms after the last tick each
 tick fires is how long the event loop could not answer. ``--chat`` also sends a prompt to
 both panes mid-round, to show chatting goes on. One JSON object on stdout.
@@ -165,12 +165,15 @@ def _run(args: argparse.Namespace, overrides: dict) -> dict:
     def panes_ready() -> bool:
         return all(p.status.property("state") in ("ready", "error") for p in window.pickers.values())
 
-    def start_round() -> None:
+    def prepare_round() -> None:
+        """Show the Training tab with the round chosen (its first paint is not measured)."""
         window.tabs.setCurrentWidget(view)
         view.kind_combo.setCurrentIndex(view.kind_combo.findData(args.kind))
         view.preset_combo.setCurrentIndex(view.preset_combo.findData(args.preset))
         for name, value in overrides.items():
             view.form.set_value(name, value)
+
+    def start_round() -> None:
         view.on_start()
         state["t_round"] = time.perf_counter()
         state["phase"] = "round"
@@ -201,6 +204,11 @@ def _run(args: argparse.Namespace, overrides: dict) -> dict:
                 app.quit()
             elif client.state == "ready" and view.kinds and (panes_ready() or elapsed > 240):
                 state["panes_loaded"] = panes_ready()
+                prepare_round()
+                state["phase"] = "settling"
+                state["t_settle"] = time.perf_counter()
+        elif phase == "settling":
+            if time.perf_counter() - state["t_settle"] >= 2.0:
                 state["phase"] = "baseline"
                 state["t_baseline"] = time.perf_counter()
         elif phase == "baseline":

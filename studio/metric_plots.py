@@ -25,6 +25,15 @@ COLORS = ("#2b6cb0", "#c05621", "#2f855a", "#6b46c1")
 REDRAW_MS = 120  # one plot per tick, so a full refresh takes a few ticks
 
 
+class StepAxis(pg.AxisItem):
+    """A step axis: whole steps only (no 1.5 between step 1 and step 2)."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 (pyqtgraph API)
+        levels = super().tickValues(minVal, maxVal, size)
+        return [(max(spacing, 1.0), [v for v in values if abs(v - round(v)) < 1e-9])
+                for spacing, values in levels]
+
+
 def panels_for(kind: str) -> tuple:
     return PANELS.get(kind.replace("_", "-"), ())
 
@@ -69,7 +78,7 @@ class MetricPlots(QWidget):
 
     @staticmethod
     def _plot(title: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(background="w")
+        plot = pg.PlotWidget(background="w", axisItems={"bottom": StepAxis("bottom")})
         plot.setMinimumSize(220, 150)
         plot.hideButtons()
         plot.showGrid(x=True, y=True, alpha=0.15)
@@ -169,8 +178,7 @@ class MetricPlots(QWidget):
                 break
         last = max((steps[-1] for steps, _v in self.data.values() if steps), default=0)
         self.status.setText(f"Step {last:g} · {sum(len(v) for _s, v in self.data.values())} values "
-                            f"of {len(self.data)} metrics (hover a plot to read it; any other metric "
-                            "can be picked in the last plot)")
+                            f"of {len(self.data)} metrics; pick any other metric in the last plot")
 
     def on_other_chosen(self, _index: int) -> None:
         name = self.other_combo.currentData()

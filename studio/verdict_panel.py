@@ -279,6 +279,8 @@ class VerdictPanel(QScrollArea):
         lim = max(float(np.abs(d).max()), 0.05) * 1.15
         plot.setXRange(-lim, lim, padding=0)
         plot.setYRange(-0.7, len(items) - 0.3, padding=0)
+        if not d.any():
+            title += ": no trait's mean rating changed"
         plot.setTitle(title, size="10pt")
         plot.setFixedHeight(60 + 19 * len(items))
         plot.setVisible(True)
