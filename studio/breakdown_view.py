@@ -86,7 +86,6 @@ class BreakdownView(QWidget):
             plot.showGrid(x=True, y=False, alpha=0.25)
             if key != "left":
                 plot.setYLink(self.plots["left"])
-        self.plots["right"].setXLink(self.plots["left"])
         self.plots["right"].hideAxis("left")
         self.plots["diff"].hideAxis("left")
         self.charts.ci.layout.setColumnStretchFactor(0, 5)
@@ -164,10 +163,11 @@ class BreakdownView(QWidget):
         for side in ("left", "right"):
             self._side_bars(side)
         self._diff_bars()
-        span = max([abs(r[f"share_{s}"] or 0) * 100 for r in self.rows for s in ("left", "right")] + [5])
-        self.plots["left"].setXRange(min(0, -span * 0.15 if any((r["share_left"] or 0) < 0 or
-                                                               (r["share_right"] or 0) < 0 for r in self.rows)
-                                         else 0) - span * 0.05, span * 1.35, padding=0)
+        shares = [100 * (r[f"share_{s}"] or 0) for r in self.rows for s in ("left", "right")]
+        lo, hi = min(shares + [0.0]), max(shares + [0.0])
+        span = max(hi - lo, 5.0)  # room for the rating labels past both ends
+        for side in ("left", "right"):  # the same range on both sides (a link would align pixels instead)
+            self.plots[side].setXRange(lo - (0.3 if lo < 0 else 0.04) * span, hi + 0.3 * span, padding=0)
         dspan = max([abs(r["diff"] or 0) for r in self.rows] + [0.05])
         self.plots["diff"].setXRange(-dspan * 1.5, dspan * 1.5, padding=0)
         self.plots["left"].setYRange(-n + 0.4, 0.6, padding=0)

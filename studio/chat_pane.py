@@ -75,7 +75,7 @@ class TurnView(QFrame):
             self.prompt.setToolTip(turn.prompt[:20000])
         self.model_caption = _label("modelCaption")
         self.reply = _label("replyText", selectable=True)
-        self.stats = _label("statsLine")
+        self.stats = ElidedLabel("statsLine")  # one line, so the score badge beside it never leaves a gap
         self.badge = ScoreBadge()
         self.error = _label("errorText", selectable=True)
         prompt_box = QFrame()

@@ -46,7 +46,7 @@ class TraitsView(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c.capitalize() for c in COLUMNS])
         self.table.verticalHeader().setVisible(False)
-        self.table.setWordWrap(True)
+        self.table.setWordWrap(False)  # one line a trait; the whole statement is in the tooltip
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
@@ -184,7 +184,6 @@ class TraitsView(QWidget):
         for t in q.get("traits", []):
             self._append_row(t.get("id"), t.get("name", ""), t.get("statement", ""), t.get("theme", ""))
         self._filling = False
-        self.table.resizeRowsToContents()
         index = self.q_combo.findData(q.get("ref"))
         if index >= 0:
             self.q_combo.setCurrentIndex(index)
@@ -198,7 +197,9 @@ class TraitsView(QWidget):
         id_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.table.setItem(row, 0, id_item)
         for col, text in ((1, name), (2, statement), (3, theme)):
-            self.table.setItem(row, col, QTableWidgetItem(text))
+            item = QTableWidgetItem(text)
+            item.setToolTip(text)
+            self.table.setItem(row, col, item)
         return row
 
     def traits(self) -> list[dict]:

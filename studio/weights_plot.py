@@ -13,7 +13,8 @@ def weights_caption(w: dict) -> str:
     """One paragraph: bias, what it was fitted on, and its cross-validated figures."""
     fitted = w.get("fitted_on") or {}
     metrics = w.get("metrics") or {}
-    parts = [f"<b>{w.get('ref', w.get('id'))}</b> · {w.get('name', '')} · bias {w.get('bias', 0):+.3f}"]
+    name = "" if fitted.get("judge") else f" · {w.get('name', '')}"  # a fit's name repeats what follows
+    parts = [f"<b>{w.get('ref', w.get('id'))}</b>{name} · bias {w.get('bias', 0):+.3f}"]
     if fitted.get("judge"):
         source = str(fitted.get("source") or "").rsplit("/", 1)[-1]
         parts.append(f"fitted on {fitted['judge']} ratings" + (f" of {source}" if source else ""))
