@@ -11,28 +11,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from studio.adapter_list import AdapterList
 from studio.metric_plots import MetricPlots
-from studio.round_form import RoundForm
 from studio.round_history import RoundHistory, can_resume, kind_key
+from studio.round_settings import RoundSettings
 from studio.verdict_panel import VerdictPanel
 
-ABOUT = {
-    "dpo": "Samples replies to the training prompts, ranks them with the human-likeness score (and "
-           "your decisive ratings), and trains a LoRA adapter on the pairs with DPO.",
-    "online": "The model answers each prompt several times; GRPO pushes up the replies the score "
-              "prefers, with a length guard and a KL pull toward the base. Makes a LoRA adapter.",
-    "reward-weights": "Refits the score's trait weights with your pairwise ratings added "
-                      "(Bradley–Terry) and reports agreement on held-out ratings. No adapter.",
-    "reward-model": "Trains a small learned reward model on your ratings and score-ranked pairs; "
-                    "usable as an extra reward in online RL. No adapter.",
-}
-PRESET_TIPS = {"smoke": "a minute or two: checks that everything works, changes little",
-               "default": "works on the bundled model on 2 cores (DPO: under 10 minutes)"}
-ERROR_STYLE = "color: #c53030;"
 # Failures that resuming would only repeat (the settings or the data must change first).
 NOT_RESUMABLE = ("bad_config", "bad_request", "no_pairs", "round_busy", "not_found", "model_missing")
 
@@ -79,46 +66,11 @@ class TrainingView(QWidget):
 
     # -- layout -----------------------------------------------------------------------------
     def _build(self, redraw_ms: int) -> None:
-        self.kind_combo = QComboBox()
-        self.kind_combo.setObjectName("roundKind")
-        self.kind_combo.currentIndexChanged.connect(self.on_kind_changed)
-        self.about = QLabel("")
-        self.about.setWordWrap(True)
-        self.about.setStyleSheet("color: #4a5568;")
-        self.preset_combo = QComboBox()
-        self.preset_combo.currentIndexChanged.connect(self.on_preset_changed)
-        self.reset_button = QPushButton("Reset")
-        self.reset_button.setToolTip("Put every setting back to the preset's value")
-        self.reset_button.clicked.connect(self.on_preset_changed)
-        self.preset_note = QLabel("")
-        self.preset_note.setWordWrap(True)
-        self.preset_note.setStyleSheet("color: #718096; font-size: 8.5pt;")
-        self.form = RoundForm()
-        self.form.sig_validity_changed.connect(lambda _ok: self._update_controls())
-        self.form_error = QLabel("")
-        self.form_error.setWordWrap(True)
-        self.form_error.setStyleSheet(ERROR_STYLE)
-        self.start_button = QPushButton("Start round")
-        self.start_button.setObjectName("sendButton")
-        self.start_button.clicked.connect(self.on_start)
-        presets = QHBoxLayout()
-        presets.addWidget(QLabel("Preset"))
-        presets.addWidget(self.preset_combo, 1)
-        presets.addWidget(self.reset_button)
-        left = QFrame()
-        left.setObjectName("roundSettings")
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(8, 8, 8, 8)
-        heading = QLabel("Round type")
-        heading.setStyleSheet("font-weight: 600; color: #2d3748;")
-        for w in (heading, self.kind_combo, self.about):
-            ll.addWidget(w)
-        ll.addLayout(presets)
-        ll.addWidget(self.preset_note)
-        ll.addWidget(self.form, 1)
-        ll.addWidget(self.form_error)
-        ll.addWidget(self.start_button)
-        left.setMinimumWidth(360)
+        self.settings = left = RoundSettings()
+        self.kind_combo, self.preset_combo = left.kind_combo, left.preset_combo
+        self.form, self.start_button = left.form, left.start_button
+        left.start_button.clicked.connect(self.on_start)
+        left.sig_changed.connect(self._update_controls)
 
         self.run_title = QLabel("No round running")
         self.run_title.setObjectName("runTitle")
@@ -207,7 +159,7 @@ class TrainingView(QWidget):
             self.set_kinds(content.get("kinds") or [])
         elif purpose == "adapters":
             self.adapters.set_adapters(content.get("adapters") or [])
-            self.form.set_adapters(content.get("adapters") or [])
+            self.settings.set_adapters(content.get("adapters") or [])
         elif purpose == "rounds":
             rows = content.get("rounds") or []
             self.history.set_rounds(rows)
@@ -219,69 +171,31 @@ class TrainingView(QWidget):
             return
         purpose = self._requests.pop(cid, None)
         if purpose == "kinds":
-            self.form_error.setText(f"Could not read the round types: {content.get('message')}")
+            self.settings.form_error.setText(f"Could not read the round types: {content.get('message')}")
         elif purpose is not None:
             self.run_detail.setText(f"Could not read the {purpose}: {content.get('message')}")
 
-    # -- kinds and form -------------------------------------------------------------------------
+    # -- kinds ---------------------------------------------------------------------------------
     def set_kinds(self, kinds: list[dict]) -> None:
-        """Fill the round-type list from ``round.kinds``."""
+        """Round types from ``round.kinds``: the form, and which kinds can resume."""
         self.kinds = {k["kind"]: k for k in kinds}
-        self.kind_combo.blockSignals(True)
-        self.kind_combo.clear()
-        for k in kinds:
-            self.kind_combo.addItem(k.get("title") or k["kind"], k["kind"])
-        self.kind_combo.blockSignals(False)
         resumable = {k["kind"] for k in kinds if any(f["name"] == "resume" for f in k.get("fields", []))}
         self.history.set_kinds({k["kind"]: k.get("title") or k["kind"] for k in kinds}, resumable)
         self.history.set_rounds(self.history.rows)
-        self.on_kind_changed()
+        self.settings.set_kinds(kinds)
 
     def current_kind(self) -> str | None:
-        return self.kind_combo.currentData()
-
-    def on_kind_changed(self, *_args) -> None:
-        info = self.kinds.get(self.current_kind() or "", {})
-        self.about.setText(ABOUT.get(info.get("kind", ""), ""))
-        self.preset_combo.blockSignals(True)
-        self.preset_combo.clear()
-        for name in info.get("presets") or ["default"]:
-            self.preset_combo.addItem(name, name)
-            self.preset_combo.setItemData(self.preset_combo.count() - 1, PRESET_TIPS.get(name, ""),
-                                          Qt.ItemDataRole.ToolTipRole)
-        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData("default")))
-        self.preset_combo.blockSignals(False)
-        self.form.build(info.get("fields") or [], self._preset_values())
-        self.form.set_adapters(self.adapters.rows)
-        self.on_preset_changed()
-
-    def _preset_values(self) -> dict | None:
-        info = self.kinds.get(self.current_kind() or "", {})
-        return (info.get("preset_values") or {}).get(self.preset_combo.currentData())
-
-    def on_preset_changed(self, *_args) -> None:
-        values = self._preset_values()
-        self.form.reset(values)
-        preset = self.preset_combo.currentData() or ""
-        tip = PRESET_TIPS.get(preset, "")
-        if values is None and self.current_kind():
-            tip += (". The engine fills in the preset's own values for every setting you leave as it "
-                    "is; bold ones are sent as you set them.")
-        self.preset_note.setText(tip[:1].upper() + tip[1:] if tip else "")
-        self._update_controls()
+        return self.settings.current_kind()
 
     # -- running ---------------------------------------------------------------------------------
     def on_start(self) -> None:
-        kind = self.current_kind()
-        if not kind or self.run_id:
+        if self.run_id:
             return
         try:
-            overrides = self.form.overrides()
-        except ValueError as exc:
-            self.form_error.setText(str(exc))
-            return
-        self._launch(kind, {"kind": kind, "preset": self.preset_combo.currentData() or "default",
-                            "config": overrides})
+            request = self.settings.request()
+        except ValueError:
+            return  # the form says what is wrong
+        self._launch(request["kind"], request)
 
     def resume(self, row: dict | None) -> None:
         """Start a stopped round again from its last checkpoint (the engine keeps its settings)."""
@@ -302,7 +216,6 @@ class TrainingView(QWidget):
         self.run_title.setStyleSheet("font-size: 12pt; font-weight: 600; color: #2d3748;")
         self.progress.setValue(0)
         self.run_detail.setText("Starting… (the engine checks the settings before any work)")
-        self.form_error.setText("")
         self.run_id = self.client.send("round.start", content)
         self.tabs.setCurrentWidget(self.plots)
         self._since_progress.start()
@@ -427,15 +340,11 @@ class TrainingView(QWidget):
     def _update_controls(self) -> None:
         ready = self.client.state == "ready"
         running = self.run_id is not None
-        valid = self.form.is_valid()
-        self.start_button.setEnabled(ready and not running and valid and self.current_kind() is not None)
-        self.start_button.setText("Round running…" if running else "Start round")
+        self.settings.set_enabled(ready, running)
         self.cancel_button.setVisible(running)
         self.cancel_button.setEnabled(running and not self.cancelling)
         self.resume_button.setVisible(not running and self.resume_row is not None)
         self.resume_button.setEnabled(ready)
-        self.form_error.setText("" if valid else self.form.error_text())
-        self.kind_combo.setEnabled(not running)
         if not ready and not running and self.run_kind is None:
             self.run_detail.setText("Waiting for the engine…" if self.client.state == "starting"
                                     else "The engine is not running; restart it from the Engine menu.")
