@@ -29,6 +29,8 @@ class RoundHistory(QWidget):
     """Resume a cancelled or failed round from its last checkpoint: (round row)."""
     sig_refresh_requested = Signal()
     """The researcher asked for the list again."""
+    sig_export_requested = Signal(dict)
+    """Export a round with pairs as a folder for ``accelerate launch``: (round row)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -52,13 +54,17 @@ class RoundHistory(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue this round from its last checkpoint, with its settings")
         self.resume_button.clicked.connect(self.on_resume)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Write this round's pairs, TRL settings and an accelerate launch "
+                                      "script to a new folder, to run it on a multi-GPU machine")
+        self.export_button.clicked.connect(self.on_export)
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(self.sig_refresh_requested)
         self.note = QLabel("")
         self.note.setStyleSheet("color: #718096;")
         row = QHBoxLayout()
         row.addWidget(self.note, 1)
-        for button in (self.refresh_button, self.show_button, self.resume_button):
+        for button in (self.refresh_button, self.export_button, self.show_button, self.resume_button):
             row.addWidget(button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -106,11 +112,18 @@ class RoundHistory(QWidget):
         row = self.selected()
         self.show_button.setEnabled(row is not None)
         self.resume_button.setEnabled(row is not None and can_resume(row, self.resumable))
+        lineage = row.get("lineage") if row is not None and isinstance(row.get("lineage"), dict) else {}
+        self.export_button.setEnabled(bool(lineage.get("pair_set")))
 
     def on_show(self) -> None:
         row = self.selected()
         if row is not None:
             self.sig_show_requested.emit(row)
+
+    def on_export(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.sig_export_requested.emit(row)
 
     def on_resume(self) -> None:
         row = self.selected()

@@ -106,6 +106,7 @@ class TrainingView(QWidget):
         self.history.sig_refresh_requested.connect(self.refresh_lists)
         self.history.sig_show_requested.connect(self.on_show_round)
         self.history.sig_resume_requested.connect(self.resume)
+        self.history.sig_export_requested.connect(self.on_export_round)
         self.tabs = QTabWidget()
         for widget, title in ((self.plots, "Live metrics"), (self.verdict, "Verdict"),
                               (self.adapters, "Adapters"), (self.history, "Rounds")):
@@ -160,6 +161,9 @@ class TrainingView(QWidget):
         elif purpose == "adapters":
             self.adapters.set_adapters(content.get("adapters") or [])
             self.settings.set_adapters(content.get("adapters") or [])
+        elif purpose == "export":
+            self.history.note.setText(f"Exported to {content.get('folder')}: run launch.sh there "
+                                      "(NUM_GPUS=8 MODEL=... ./launch.sh)")
         elif purpose == "rounds":
             rows = content.get("rounds") or []
             self.history.set_rounds(rows)
@@ -172,6 +176,8 @@ class TrainingView(QWidget):
         purpose = self._requests.pop(cid, None)
         if purpose == "kinds":
             self.settings.form_error.setText(f"Could not read the round types: {content.get('message')}")
+        elif purpose == "export":
+            self.history.note.setText(f"Export failed: {content.get('message')}")
         elif purpose is not None:
             self.run_detail.setText(f"Could not read the {purpose}: {content.get('message')}")
 
@@ -319,6 +325,16 @@ class TrainingView(QWidget):
             self.run_detail.setText(self.run_detail.text() + "  Resume continues it from its last checkpoint.")
         self._failed_since = None
         self._update_controls()
+
+    def on_export_round(self, row: dict, folder: str | None = None) -> None:
+        """Write a round as a folder for a multi-GPU machine (``round.export``)."""
+        if folder is None:
+            from PySide6.QtWidgets import QFileDialog
+
+            folder, _ = QFileDialog.getSaveFileName(self, "Export the round to a new folder",
+                                                    f"hal-round-{str(row.get('id'))[:8]}")
+        if folder:
+            self._ask("round.export", {"round_id": row["id"], "folder": folder}, "export")
 
     def on_show_round(self, row: dict) -> None:
         """Show a stored round: its logged metrics and its verdict."""

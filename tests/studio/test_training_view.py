@@ -251,3 +251,20 @@ def test_main_window_puts_an_adapter_in_the_chosen_pane(make_window, tmp_path):
     assert window.pickers["b"].spec()["adapter"] == str(folder)
     assert window.pickers["a"].spec()["adapter"] is None
     assert window.session.specs["b"]["adapter"] == str(folder)
+
+
+def test_rounds_tab_shows_a_stored_round_and_exports_it(view, tmp_path):
+    client = view.client
+    row = {"id": "r1", "kind": "dpo", "status": "done", "created_at": "2026-01-01T10:00:00.000+00:00",
+           "metrics": {"steps": 24, "history": [{"step": 1, "loss": 0.69}, {"step": 2, "loss": 0.6}]},
+           "verdict": VERDICT, "lineage": {"pair_set": "p1"}, "adapter_id": None}
+    cid, _ = client.last("round.list")
+    client.sig_result.emit(cid, {"rounds": [row]})
+    assert view.history.table.item(0, 4).text() == "+1.20" and view.history.export_button.isEnabled()
+    assert not view.history.resume_button.isEnabled()  # done rounds do not resume
+    view.history.on_show()
+    assert view.tabs.currentWidget() is view.verdict and "more human" in view.verdict.title.text()
+    assert list(view.plots.points("loss")[1]) == [0.69, 0.6]
+    view.on_export_round(row, str(tmp_path / "out"))
+    _cid, content = client.last("round.export")
+    assert content == {"round_id": "r1", "folder": str(tmp_path / "out")}
