@@ -85,7 +85,7 @@ class StatementMap(QWidget):
             k = self.order.index(cid) if cid in self.order else -1
             colour = cluster_colour(k) if k >= 0 else NOISE
             size = 13 if cid and cid == cluster_id else (8 if k >= 0 else 5)
-            alpha = 255 if cluster_id in (None, cid) else 90
+            alpha = 255 if cluster_id in (None, cid) else 130
             spots.append({"pos": (s.get("x", 0.0), s.get("y", 0.0)), "size": size, "data": s,
                           "brush": pg.mkBrush(pg.mkColor(colour).red(), pg.mkColor(colour).green(),
                                               pg.mkColor(colour).blue(), alpha), "pen": None})
