@@ -65,19 +65,44 @@ def _plain(model, tok, ds, out, steps, batch):
     return dt, trainer.model.unload()
 
 
+def _timed_callback_class():
+    from engine.training.callbacks import JobCallback
+
+    class Timed(JobCallback):
+        """JobCallback that adds up the wall time spent inside it (our machinery's own cost)."""
+
+        spent = 0.0
+
+        def on_step_end(self, *a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return super().on_step_end(*a, **kw)
+            finally:
+                self.spent += time.perf_counter() - t0
+
+        def on_log(self, *a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return super().on_log(*a, **kw)
+            finally:
+                self.spent += time.perf_counter() - t0
+
+    return Timed
+
+
 def _ours(model, tok, ds, out, steps, batch):
     """The same, on a job worker thread with our callback and protocol encoding."""
     from trl import DPOTrainer
 
     from engine.jobs import JobState
     from engine.protocol import Message
-    from engine.training.callbacks import JobCallback
     from engine.training.policy import lora_config
 
+    _Timed = _timed_callback_class()
     sink = []
     state = JobState(lambda t, c: sink.append(Message(type=t, content=c, parent="bench").encode()))
     args, cfg = _args(out, steps, batch)
-    cb = JobCallback(state, "DPO", 0, 1, 1)
+    cb = _Timed(state, "DPO", 0, 1, 1)
     trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          peft_config=lora_config(cfg), callbacks=[cb])
 
@@ -86,7 +111,8 @@ def _ours(model, tok, ds, out, steps, batch):
         trainer.train()
         return time.perf_counter() - t0
 
-    return _in_thread(work), trainer.model.unload()
+    dt = _in_thread(work)
+    return dt, trainer.model.unload(), cb.spent
 
 
 def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, repeats: int = 2,
@@ -102,6 +128,7 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
     model, tok = policy.load(base)
     ds = _dataset()
     plain, threaded, ours, extra = [], [], [], {}
+    callback_s = 0.0
     # a plain script's Trainer prints its logs; keep stdout for our one JSON line
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         for r in range(repeats):
@@ -114,7 +141,8 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
             for probe in PROBES:
                 probe("start")
             torch.manual_seed(r)
-            dt, model = _ours(model, tok, ds, f"{tmp}/ours{r}", steps, batch)
+            dt, model, spent = _ours(model, tok, ds, f"{tmp}/ours{r}", steps, batch)
+            callback_s += spent
             ours.append(dt)
             for probe in PROBES:
                 extra.update(probe("stop") or {})
@@ -122,6 +150,7 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
     return {"model": base.source, "steps": steps, "batch_size": batch, "repeats": repeats, "threads": threads,
             "plain_s_per_step": round(p / steps, 4), "plain_thread_s_per_step": round(t / steps, 4),
             "ours_s_per_step": round(o / steps, 4),
+            "callback_ms_per_step": round(1000 * callback_s / (steps * repeats), 3),
             "ratio": round(o / p, 4), "overhead_ratio": round(o / t, 4), "target_ratio": 1.05,
             "within_target": o / p <= 1.05 and o / t <= 1.05,
             "plain_runs_s": [round(x, 2) for x in plain], "plain_thread_runs_s": [round(x, 2) for x in threaded],

@@ -47,4 +47,5 @@ def test_bench_train_compares_plain_and_ours(tiny_model_dir):
         bench.PROBES.clear()
     assert out["plain_s_per_step"] > 0 and out["ours_s_per_step"] > 0 and out["ratio"] > 0
     assert out["plain_thread_s_per_step"] > 0 and out["overhead_ratio"] > 0
+    assert 0 <= out["callback_ms_per_step"] < 1000 * out["ours_s_per_step"]
     assert seen == ["start", "stop"] and out["probe"] == "ok"
