@@ -122,6 +122,12 @@ class TraitsView(QWidget):
         layout.addWidget(split, 1)
         layout.addWidget(self.status)
 
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """Other views (a fit elsewhere, trait discovery) add versions: show the current lists."""
+        super().showEvent(event)
+        if self.config:
+            self.refresh()
+
     # -- engine ---------------------------------------------------------------------------
     def on_engine_state(self, state: str) -> None:
         if state == "ready":
