@@ -98,7 +98,9 @@ _FILLER = set("""the a an is are was were be been seems seem seemed because they
 witness witnesses human humans ai chat chats conversation side person real more less than so very also and or but
 of in to as like one other which who what than does do did not no yes b i you""".split())
 _PLACEHOLDER = re.compile(r"<[^>]*>|\breason\s*\d*\s*$|\bpoint\s*\d*\s*$", re.I)
-_FIRST_PERSON = re.compile(r"^(?:i|i'm|im|i've|i'd|i'll|my|me|we|we're|our)\b", re.I)
+_FIRST_PERSON = re.compile(r"^(?:(?:hello|hi|hey)\b\W*)?(?:i|i'm|im|i've|i'd|i'll|my|me|we|we're|our)\b", re.I)
+_SPEAKS = re.compile(r"\b(?:i'm|i am|i've|i have|i was|i like|i love|i think|i'd|i will|i'll)\b", re.I)
+_ABOUT = re.compile(r"\b(?:human|humans|writer|witness|they|their|them|ai|person|people|speaker|one)\b", re.I)
 _DANGLING = set("a an the of to and or but with in on for as by that which is are was were their its his her".split())
 
 
@@ -159,7 +161,7 @@ def parse_statements(text: str, prompt: str, limit: int, cut: bool = False) -> t
             reason = "cut off mid-sentence"
         elif s.endswith(":"):
             reason = "a heading, not a statement"
-        elif _FIRST_PERSON.match(s):
+        elif _FIRST_PERSON.match(s) or (_SPEAKS.search(s) and not _ABOUT.search(s)):
             reason = "written as a chat message (first person), not about the writer"
         elif not words or not re.search(r"[A-Za-z]", s):
             reason = "no words"

@@ -45,15 +45,17 @@ def test_garbage_is_thrown_away_with_reasons():
     prompt = "Messages written by a human:\n- just got home from work lol\n..."
     answer = ("- W: hi there\n- lol\n- The witness is human\n- just got home from work lol\n"
               "- I'm a gamer from LA\n- Sentence structure:\n- The human writes in a way that the\n"
-              "- The human writes in a way that the\n- just got home from work means the writer is tired")
+              "- The human writes in a way that the\n- just got home from work means the writer is tired\n"
+              "- Hello, I'm here to chat about my hobby, art\n- Uses my and me often when talking")
     kept, thrown, _ = parse_statements(answer, prompt, limit=3)
-    assert kept == []
+    assert kept == ["Uses my and me often when talking."]
     reasons = [t["reason"] for t in thrown]
     assert reasons == ["a transcript line, not a statement", "fewer than 3 words", "says nothing beyond the verdict",
                        "copied from the chats or the question",
                        "written as a chat message (first person), not about the writer", "a heading, not a statement",
                        "cut off mid-sentence", "cut off mid-sentence",
-                       "starts with a quote from the chats (a comment on one line, not a general point)"]
+                       "starts with a quote from the chats (a comment on one line, not a general point)",
+                       "written as a chat message (first person), not about the writer"]
 
 
 def test_sentences_are_read_when_there_is_no_list_and_cut_answers_lose_their_tail():
