@@ -106,7 +106,10 @@ def cluster_statements(statements: list[dict], min_cluster_size: int | None = No
     mcs = min_cluster_size or max(3, n // 30)
     # "leaf" keeps fine themes apart; the default "eom" often fused two neighbouring themes
     # (casing and slang) into one cluster here. The researcher merges; a split is easier to see.
-    labels = HDBSCAN(min_cluster_size=mcs, cluster_selection_method="leaf", copy=True).fit_predict(Z)
+    # min_samples 3 (not min_cluster_size): on 176 statements of the bundled judge the slang
+    # theme stayed together at 3 and fell apart into noise at 5 and 6.
+    labels = HDBSCAN(min_cluster_size=mcs, min_samples=min(3, mcs), cluster_selection_method="leaf",
+                     copy=True).fit_predict(Z)
     xy, how = _map_2d(E, seed)
     order = [lab for lab, _ in Counter(labels[labels >= 0].tolist()).most_common()]
     relabel = {lab: k + 1 for k, lab in enumerate(order)}
@@ -141,7 +144,7 @@ def cluster_statements(statements: list[dict], min_cluster_size: int | None = No
         s.update(cluster=f"c{relabel[lab]}" if lab >= 0 else None, x=round(float(x), 3), y=round(float(y), 3))
     clustered = labels >= 0
     quality = {"n_clusters": len(clusters), "noise_share": round(float(1 - clustered.mean()), 3),
-               "min_cluster_size": mcs, "selection": "leaf", "map": how, "reduced_dims": int(Z.shape[1]),
+               "min_cluster_size": mcs, "min_samples": min(3, mcs), "selection": "leaf", "map": how, "reduced_dims": int(Z.shape[1]),
                "distinct_statements": len({s["text"].lower() for s in statements})}
     if len(clusters) >= 2 and clustered.sum() > len(clusters):
         quality["silhouette"] = round(float(silhouette_score(E[clustered], labels[clustered], metric="cosine")), 3)

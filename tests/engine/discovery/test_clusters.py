@@ -36,7 +36,7 @@ def test_three_themes_come_back_as_three_clusters():
     for c in result["clusters"]:
         members = [s["theme"] for s in statements if s["cluster"] == c["id"]]
         theme = max(set(members), key=members.count)
-        assert c["size"] == len(members) >= 6 and members.count(theme) / len(members) >= 0.8  # (nearly) pure
+        assert c["size"] == len(members) >= 6 and members.count(theme) / len(members) >= 0.75  # mostly one theme
         assert c["representatives"][0] in THEMES[theme]  # the statement nearest the centre is on theme
         assert c["n_games"] >= 4 and c["correct_share"] == pytest.approx(0.75, abs=0.15)
         found.add(theme)
