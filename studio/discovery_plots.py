@@ -41,7 +41,6 @@ class StatementMap(QWidget):
         self.plot.getAxis("left").setStyle(showValues=False)
         self.plot.getAxis("bottom").setStyle(showValues=False)
         self.plot.setMinimumHeight(200)
-        self.legend = self.plot.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6)
         self.scatter: pg.ScatterPlotItem | None = None
         self.note = QLabel("")
         self.note.setWordWrap(True)
@@ -55,18 +54,20 @@ class StatementMap(QWidget):
 
     def set_statements(self, statements: list[dict], clusters: list[dict], how: str = "") -> None:
         self.plot.clear()
-        self.legend.clear()
         self.statements = statements
         self.order = [c["id"] for c in clusters]
         if not statements:
             self.note.setText("No statements to map.")
             return
-        for k, c in enumerate(clusters[:12]):  # the legend names the largest themes
-            self.legend.addItem(pg.ScatterPlotItem(brush=cluster_colour(k), pen=None, size=8),
-                                f"{c['id']} ({c['size']})")
         self.scatter = pg.ScatterPlotItem(hoverable=True, hoverPen=pg.mkPen("#1a202c", width=1.5), tip=self._tip)
         self.scatter.sigClicked.connect(self.on_points_clicked)
         self.plot.addItem(self.scatter)
+        for k, cid in enumerate(self.order):  # each theme's id at the middle of its points (the list's colours)
+            pts = np.array([(s.get("x", 0.0), s.get("y", 0.0)) for s in statements if s.get("cluster") == cid])
+            if len(pts):
+                label = pg.TextItem(cid, color=cluster_colour(k), anchor=(0.5, 1.2))
+                label.setPos(float(np.median(pts[:, 0])), float(np.max(pts[:, 1])))
+                self.plot.addItem(label)
         self.highlight(None)
         shown = sum(1 for s in statements if s.get("cluster"))
         self.note.setText(f"{len(statements)} statements, {shown} in {len(clusters)} clusters; grey: unclustered. "
