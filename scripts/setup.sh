@@ -22,9 +22,10 @@ QT_LIBS="libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-rende
   libxkbcommon-x11-0 libxcb-xinerama0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxcb-xkb1
   libegl1 libgl1 libfontconfig1 libdbus-1-3"
 missing=""
+known_libs=$(ldconfig -p 2>/dev/null || true)  # read once: grep -q on a pipe trips pipefail
 for lib in libxcb-cursor.so.0 libxcb-icccm.so.4 libxkbcommon-x11.so.0 libxcb-keysyms.so.1 \
            libxcb-render-util.so.0 libxcb-image.so.0 libEGL.so.1 libfontconfig.so.1; do
-  ldconfig -p 2>/dev/null | grep -q "$lib" || missing="$missing $lib"
+  grep -q "$lib" <<<"$known_libs" || missing="$missing $lib"
 done
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
