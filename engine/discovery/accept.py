@@ -51,26 +51,30 @@ def proposals(run: dict, stratum: str | None = None) -> dict[str, dict]:
     return out
 
 
-def _measure(run: dict, feature: str, direction: str | None, evidence: list[dict] = ()) -> dict:
+def _measure(run: dict, feature: str, present_when: str | None, evidence: list[dict] = ()) -> dict:
+    """Anchors that put 'trait present' at 5. A feature proposal's statement was drafted for the
+    human side, so there present = human-like; a theme's statement can say either, so its
+    polarity must be given ('higher' or 'lower': more of the feature means the trait is present)."""
     q = (run.get("feature_quantiles") or {}).get(feature)
     if not q:
         raise BadRequest(f"run {run.get('run_id')} has no values of the feature {feature!r} to anchor a measure")
-    if direction is None:
+    if present_when is None:
         cand = next((e for e in evidence if e.get("lead", e["id"]) == feature and "direction" in e), None)
-        cand = cand or next((c for c in run.get("candidates") or [] if c["name"] == feature), None)
-        if cand:
-            direction = cand["direction"]
-        elif "human_mean" in q and "ai_mean" in q:
-            direction = "higher in humans" if q["human_mean"] >= q["ai_mean"] else "lower in humans"
-        else:
-            raise BadRequest(f"say whether {feature} is higher or lower in humans")
-    higher = str(direction).startswith("higher")
+        if cand is None:
+            raise BadRequest(f"say whether more {feature} means the trait is present: {feature}:higher or "
+                             f"{feature}:lower")
+        present_when = "higher" if cand["direction"].startswith("higher") else "lower"
+    if present_when not in ("higher", "lower"):
+        raise BadRequest(f"a measure's polarity is 'higher' or 'lower', not {present_when!r}")
     lo, hi = (q["p10"], q["p90"]) if q["p10"] != q["p90"] else (q["min"], q["max"])
     if lo == hi:
         raise BadRequest(f"the feature {feature} does not vary in run {run.get('run_id')}; it cannot rate a trait")
-    at1, at5 = (lo, hi) if higher else (hi, lo)
-    return {"feature": feature, "direction": "higher in humans" if higher else "lower in humans",
-            "at1": at1, "at5": at5, "anchors_from": "10th and 90th percentile of the run's data"}
+    at1, at5 = (lo, hi) if present_when == "higher" else (hi, lo)
+    out = {"feature": feature, "present_when": present_when, "at1": at1, "at5": at5,
+           "anchors_from": "10th and 90th percentile of the run's data"}
+    if "human_mean" in q and "ai_mean" in q:
+        out["means"] = {"human": q["human_mean"], "ai": q["ai_mean"]}
+    return out
 
 
 def _one(run: dict, item: dict) -> tuple[dict, dict]:
@@ -93,11 +97,11 @@ def _one(run: dict, item: dict) -> tuple[dict, dict]:
     measure = None
     wanted = item.get("measure")
     if wanted:
-        measure = _measure(run, str(wanted), item.get("direction"), evidence)
+        measure = _measure(run, str(wanted), item.get("present_when"), evidence)
     elif wanted is None:
         feature = next((e.get("lead", e["id"]) for e in evidence if e["kind"] != "cluster"), None)
         if feature:
-            measure = _measure(run, feature, item.get("direction"), evidence)
+            measure = _measure(run, feature, item.get("present_when"), evidence)
     entry = {"from": ids, "run": run.get("run_id"), "method": run.get("method"),
              "evidence": [{k: v for k, v in e.items() if k not in ("statement", "name", "theme")} for e in evidence],
              "edited": bool(item.get("statement")) and item["statement"] != first["statement"]}

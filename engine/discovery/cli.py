@@ -92,10 +92,10 @@ def _items(args) -> list[dict]:
             if not sep or ids.strip() not in items:
                 raise EngineError(f"{spec!r} must name a --take item as IDS=VALUE", kind="bad_request")
             if key == "measure":
-                feature, _, direction = value.partition(":")
+                feature, _, polarity = value.partition(":")
                 items[ids.strip()]["measure"] = feature
-                if direction:
-                    items[ids.strip()]["direction"] = f"{direction} in humans"
+                if polarity:
+                    items[ids.strip()]["present_when"] = polarity
             else:
                 items[ids.strip()][key] = value
     return list(items.values())
@@ -176,7 +176,8 @@ def register(subparsers) -> None:
                    help="accept proposals (c3, g2, a feature name); join ids with + to merge; =text rewords")
     g.add_argument("--trait-name", action="append", metavar="IDS=NAME", help="short name of a taken trait")
     g.add_argument("--measure", action="append", metavar="IDS=FEATURE[:higher|lower]",
-                   help="rate a taken trait by this feature (the measured judge)")
+                   help="rate a taken trait by this feature (the measured judge); :higher or :lower says whether "
+                        "more of it means the trait is present (needed for a theme)")
     g.add_argument("--into", default=None, help="questionnaire id to save a new version of")
     g.add_argument("--base", default=None, help="start from this questionnaire (e.g. hal32) instead of empty")
     g.add_argument("--title", default=None, help="display name of the questionnaire")

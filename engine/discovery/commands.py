@@ -3,7 +3,7 @@
 - ``discover.run`` {path, method, limit?, where?, contrast?: {...}, explain?: {...}} -> progress* then
   the run (as ``hal discover --json``), saved for later accepting; ``cancel`` stops it between games
 - ``discover.runs`` {limit?} -> {runs: [summary]}; ``discover.get`` {run_id} -> {run}
-- ``discover.accept`` {run_id, items: [{from, name?, statement?, theme?, measure?, direction?, stratum?}],
+- ``discover.accept`` {run_id, items: [{from, name?, statement?, theme?, measure?, present_when?, stratum?}],
   questionnaire_id, base?, name?, drop_traits?} -> {questionnaire, n_traits, parent, accepted: [...], note?}
 - ``discover.features`` {} -> {features: [{name, label, theme}]}: what a measure can use
 """

@@ -126,6 +126,9 @@ def one_thread(func):
 def cross_validate(table: Table, config: FitConfig, progress=None) -> dict:
     """``progress(done, total)`` is called after each fold (a job may raise from it to stop)."""
     X, y, groups = table.X, table.y, table.groups
+    if X.shape[1] == 0:
+        raise BadRequest("the judge rated none of the questionnaire's traits, so there is nothing to fit",
+                         "use a judge that can rate them (e.g. 'measured' for traits found by discovery)")
     if len(set(y.tolist())) < 2:
         raise BadRequest("the fit needs both human and AI speakers")
     fold_acc, fold_w, pair_acc, oof_acc = [], [], [], []

@@ -76,14 +76,17 @@ def test_themes_from_explanations_and_the_unrated_note():
                         {"id": "c2", "size": 5, "representatives": ["Uses slang like lol."], "keywords": ["slang"]}],
            "feature_quantiles": {"slang_rate": {"p10": 0.0, "p50": 0.05, "p90": 0.2, "min": 0.0, "max": 0.5,
                                                 "human_mean": 0.1, "ai_mean": 0.02}}}
-    q = accept(run, [{"from": "c1"}, {"from": "c2", "measure": "slang_rate"}], "themes")
+    with pytest.raises(BadRequest, match="say whether more slang_rate means the trait is present"):
+        accept(run, [{"from": "c2", "measure": "slang_rate"}], "themes")
+    q = accept(run, [{"from": "c1"}, {"from": "c2", "measure": "slang_rate", "present_when": "higher"}], "themes")
     assert [t.name for t in q.traits] == ["lower-case", "slang"]
     assert q.traits[0].statement == "Writes in lower case."
     prov = q.provenance["traits"]
     assert prov["33"]["evidence"][0]["representatives"] == ["Writes in lower case.", "No capitals."]
     assert "measure" not in prov["33"]
-    assert prov["34"]["measure"] == {"feature": "slang_rate", "direction": "higher in humans", "at1": 0.0,
-                                     "at5": 0.2, "anchors_from": "10th and 90th percentile of the run's data"}
+    assert prov["34"]["measure"] == {"feature": "slang_rate", "present_when": "higher", "at1": 0.0, "at5": 0.2,
+                                     "anchors_from": "10th and 90th percentile of the run's data",
+                                     "means": {"human": 0.1, "ai": 0.02}}
     note = summarise(q, run)["note"]
     assert note.startswith("trait(s) 33 have no measure")
 
