@@ -102,7 +102,8 @@ def run(config: FitJobConfig, state) -> dict:
     def fold_done(done: int, _total: int) -> None:
         if state.cancelled():
             raise Cancelled("the fit was cancelled during cross-validation")
-        state.progress(len(data.dialogues) + done, total, f"cross-validation fold {done} of {n_cv - 1}")
+        state.progress(len(data.dialogues) + done, total, f"cross-validation fold {done} of {n_cv - 1}",
+                       force=True)
 
     report = cross_validate(table, fit_cfg, progress=fold_done)
     report.update({"judge": judge.judge_id, "questionnaire": q.ref, "source": str(config.path),
