@@ -158,7 +158,12 @@ def test_cli_score_with_the_api_judge(fake_endpoint, tmp_path, capsys):
                "--questionnaire", str(_saved(tmp_path)), "--weights", "hal16_published", "--json", "--no-cache"])
     out = capsys.readouterr().out
     lines = [json.loads(x) for x in out.splitlines()]
-    assert rc == 3 and lines[0]["traits"]["1"] == 4.0 and "error" in lines[1] and KEY not in out
+    # the judge may send the two items concurrently, so the scripted good
+    # answer can go to either: one line is rated, the other carries its reason
+    rated = [ln for ln in lines if "traits" in ln]
+    failed = [ln for ln in lines if "error" in ln]
+    assert rc == 3 and len(rated) == 1 and len(failed) == 1 and KEY not in out
+    assert rated[0]["traits"]["1"] == 4.0
 
 
 def _saved(tmp_path):
