@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from studio.breakdown_view import BreakdownDialog, breakdown_rows
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(240)
 SCORING_ENGINE = Path(__file__).with_name("fake_score_engine.py")
 BADGE = re.compile(r"^HL -?\d+\.\d\d · p [01]\.\d\d$")
 
@@ -31,7 +31,7 @@ def score_window(qtbot, store, data_dir):
         qtbot.addWidget(window)
         window.show()
         client.start()
-        qtbot.waitUntil(lambda: client.state == "ready", timeout=20000)
+        qtbot.waitUntil(lambda: client.state == "ready", timeout=60000)
         made.append(window)
         return window
 
@@ -43,7 +43,7 @@ def score_window(qtbot, store, data_dir):
 def send_and_wait(qtbot, window, text):
     window.prompt.setPlainText(text)
     window.on_submit()
-    qtbot.waitUntil(lambda: window.session.latest is not None and not window.session.latest.live, timeout=15000)
+    qtbot.waitUntil(lambda: window.session.latest is not None and not window.session.latest.live, timeout=45000)
     return window.session.latest
 
 
@@ -52,7 +52,7 @@ def badges(window, idx=-1):
 
 
 def wait_scored(qtbot, window, idx=-1):
-    qtbot.waitUntil(lambda: all(BADGE.match(b.text()) for b in badges(window, idx).values()), timeout=20000)
+    qtbot.waitUntil(lambda: all(BADGE.match(b.text()) for b in badges(window, idx).values()), timeout=60000)
     return badges(window, idx)
 
 
@@ -106,7 +106,7 @@ def test_blind_turns_hide_the_score_until_rated(qtbot, score_window):
     window.blind_toggle.setChecked(True)
     turn = send_and_wait(qtbot, window, "hi there")
     qtbot.waitUntil(lambda: all(r.reply_id in window.session.scores.entries for r in turn.replies.values()),
-                    timeout=20000)
+                    timeout=60000)
     for badge in badges(window).values():
         assert badge.text() == "HL after rating" and not badge.isEnabled()
     window.on_rated("tie", "")
