@@ -135,6 +135,8 @@ def _run(args: argparse.Namespace, overrides: dict) -> dict:
         cpu_ms = (cpu - last[1]) * 1000.0
         last[0], last[1] = now, cpu
         phase = state["phase"]
+        if state.pop("grabbed", False):
+            return  # the bench's own screenshot held the loop, not the studio
         if phase in state["samples"]:
             state["samples"][phase].append(late_ms)
             if phase == "round":
@@ -152,7 +154,8 @@ def _run(args: argparse.Namespace, overrides: dict) -> dict:
             state["message"] = str(content.get("message", ""))
             if args.screenshot_mid and not state.get("mid_saved") and _halfway(state["message"]):
                 state["mid_saved"] = True
-                QTimer.singleShot(600, lambda: window.grab().save(args.screenshot_mid))  # after a redraw
+                QTimer.singleShot(600, lambda: (window.grab().save(args.screenshot_mid),
+                                                state.__setitem__("grabbed", True)))  # after a redraw
 
     def on_metric(cid: str, _content: dict) -> None:
         if cid == view.run_id:

@@ -92,7 +92,12 @@ class MetricPlots(QWidget):
 
     # -- set-up --------------------------------------------------------------------------
     def setup(self, kind: str) -> None:
-        """Empty plots for a new round of ``kind``."""
+        """Empty plots for a new round of ``kind`` (the same plots, emptied, when they fit)."""
+        panels = panels_for(kind)
+        if self.curves and panels == getattr(self, "_panels", None):
+            self._clear()
+            return
+        self._panels = panels
         while self.grid.count():
             item = self.grid.takeAt(0)
             widget = item.widget()
@@ -104,7 +109,6 @@ class MetricPlots(QWidget):
         self.plots.clear()
         self._titles.clear()
         self._dirty.clear()
-        panels = panels_for(kind)
         cols = 2 if len(panels) + 1 <= 4 else 3
         for i, (title, names) in enumerate(panels):
             plot = self._plot(title)
@@ -117,6 +121,15 @@ class MetricPlots(QWidget):
             self.grid.addWidget(plot, i // cols, i % cols)
         n = len(panels)
         self.grid.addWidget(self._other_box, n // cols, n % cols)
+        self._clear()
+
+    def _clear(self) -> None:
+        """Forget every value; curves and titles show nothing."""
+        self.data.clear()
+        self._dirty.clear()
+        for name, curve in self.curves.items():
+            curve.setData([], [])
+            self.plots[name].setTitle(self._titles[name], size="10pt")
         self.other_combo.blockSignals(True)
         self.other_combo.clear()
         self.other_combo.addItem("Other metrics: none yet", None)

@@ -55,6 +55,20 @@ def headline(verdict: dict) -> tuple[str, str]:
     return f"No clear change in human-likeness: {_num(delta, True)} {tail}", NEUTRAL
 
 
+def cautions(verdict: dict) -> list[str]:
+    """What should temper the headline: drift past the canary's limit, a big length change."""
+    out = []
+    canary = verdict.get("canary") or {}
+    if canary.get("worse_by_over_10pct"):
+        out.append(f"⚠ Drift: perplexity of held-out human chat rose {100 * (canary.get('change') or 0):.0f}% "
+                   "(the limit is 10%).")
+    base_words = (verdict.get("length") or {}).get("base_words")
+    if base_words and verdict.get("length_delta") is not None and abs(verdict["length_delta"]) > 0.25 * base_words:
+        out.append(f"⚠ Replies changed length by {100 * verdict['length_delta'] / base_words:+.0f}%; length "
+                   "alone moves several traits.")
+    return out
+
+
 def _plot(title: str, height: int) -> pg.PlotWidget:
     plot = pg.PlotWidget(background="w")
     plot.setTitle(title, size="10pt")
@@ -92,8 +106,15 @@ class VerdictPanel(QScrollArea):
             button.setToolTip("Chat with this round's adapter in the Compare tab")
             button.clicked.connect(lambda _c=False, s=slot: self.on_use(s))
             button.setVisible(False)
+        self.warning = QLabel("")
+        self.warning.setObjectName("verdictWarning")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet(f"color: {BAD}; font-weight: 600;")
+        heads = QVBoxLayout()
+        heads.addWidget(self.title)
+        heads.addWidget(self.warning)
         top = QHBoxLayout()
-        top.addWidget(self.title, 1)
+        top.addLayout(heads, 1)
         for button in self.use_buttons.values():
             top.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         self.score_plot = _plot("Mean human-likeness score (95% CI)", 250)
@@ -128,6 +149,8 @@ class VerdictPanel(QScrollArea):
         self.verdict: dict | None = None
         self.adapter_path = None
         self._title(text, MUTED)
+        self.warning.setText("")
+        self.warning.setVisible(False)
         self.facts.setText("")
         for w in (self.score_plot, self.trait_plot, self.examples):
             w.setVisible(False)
@@ -153,6 +176,8 @@ class VerdictPanel(QScrollArea):
         self.verdict = verdict
         text, color = headline(verdict)
         self._title(text, color)
+        self.warning.setText(" ".join(cautions(verdict)))
+        self.warning.setVisible(bool(self.warning.text()))
         self._score_plot(verdict)
         self.facts.setText(self._facts_html(verdict))
         self._trait_plot(verdict.get("traits_delta") or {}, "Change per trait (aligned − base, trait "

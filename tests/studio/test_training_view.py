@@ -204,6 +204,7 @@ def test_verdict_panel_shows_scores_traits_length_and_canary(qtbot):
     assert ticks[0] == "slang" and ticks[-1] == "brevity"  # sorted by change, named
     assert panel.score_plot.isVisible() and panel.examples.isVisible()
     assert "pretty chill tbh" in panel.examples.toPlainText()
+    assert "length by -32%" in panel.warning.text()  # 30 -> 20.5 words
     with qtbot.waitSignal(panel.sig_use_adapter) as got:
         qtbot.mouseClick(panel.use_buttons["b"], Qt.MouseButton.LeftButton)
     assert got.args == ["b", "/tmp/adapters/abc"]
@@ -211,6 +212,7 @@ def test_verdict_panel_shows_scores_traits_length_and_canary(qtbot):
              "canary": {**VERDICT["canary"], "change": 0.2, "within_10pct": False, "worse_by_over_10pct": True}}
     panel.show_verdict(worse)
     assert "less human" in panel.title.text() and "worse by over 10%" in panel.facts.text()
+    assert "rose 20%" in panel.warning.text() and not panel.warning.isHidden()
     assert not panel.use_buttons["a"].isVisible()
     panel.show_result("reward_weights", {"metrics": {
         "new_weights": "hal16_published@2", "old_weights": "hal16_published@1",
