@@ -270,3 +270,21 @@ def test_rounds_tab_shows_a_stored_round_and_exports_it(view, tmp_path):
     view.on_export_round(row, str(tmp_path / "out"))
     _cid, content = client.last("round.export")
     assert content == {"round_id": "r1", "folder": str(tmp_path / "out")}
+
+
+def test_after_an_engine_crash_the_round_can_be_resumed_once_it_is_back(view):
+    client = view.client
+    view.on_start()
+    client.state = "crashed"
+    client.sig_error.emit(view.run_id, {"kind": "engine_crashed", "message": "The engine stopped (signal 9)."})
+    client.sig_state_changed.emit("crashed")
+    assert "failed" in view.run_title.text() and "signal 9" in view.run_detail.text()
+    assert not view.resume_button.isVisible() and not view.start_button.isEnabled()
+    client.state = "ready"
+    client.sig_state_changed.emit("ready")  # restarted: the lists are asked for again
+    cid, _ = client.last("round.list")
+    client.sig_result.emit(cid, {"rounds": [{"id": "r7", "kind": "dpo", "status": "failed",
+                                             "created_at": "2999-01-01T00:00:00.000+00:00"}]})
+    assert view.resume_button.isVisible() and view.resume_row["id"] == "r7"
+    view.resume_button.click()
+    assert client.last("round.start")[1] == {"kind": "dpo", "config": {"resume": "r7"}}
