@@ -3,7 +3,6 @@ cross-validation figures when it finishes (the engine's ``fit.run`` job)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -16,11 +15,12 @@ TURING_FILE = "turing_gpt5_train.csv"
 
 
 def shared_turing_path() -> str:
-    """The shared Turing file when it is on this machine (``HAL_SHARED_DATA`` first)."""
-    for folder in (os.environ.get("HAL_SHARED_DATA"), "/work/shared/data/hal"):
-        if folder and (Path(folder) / TURING_FILE).is_file():
-            return str(Path(folder) / TURING_FILE)
-    return ""
+    """The shared Turing file when it is on this machine (``HAL_SHARED_DATA`` first, then the
+    ``shared`` folder beside the checkout, wherever that checkout lives)."""
+    from engine.scoring import shared_data_dir
+
+    path = shared_data_dir() / TURING_FILE
+    return str(path) if path.is_file() else ""
 
 
 def fit_summary(r: dict) -> str:
