@@ -1,9 +1,15 @@
-"""The scheduler behind the llama.cpp backend: one context per adapter (a
-"lane") and one thread per lane that advances all of its panes together.
+"""The scheduler behind the llama.cpp backend: contexts ("lanes"), each with
+its own thread that advances all of its sequences together.
 
 Each pane holds a KV sequence (a slot). A step runs at most one prefill chunk
-and then one llama_decode with one token for every decoding pane, so two panes
-cost little more than one. Prompts reuse the longest cached prefix.
+and then one llama_decode with one token for every decoding sequence. Prompts
+reuse the longest cached prefix.
+
+The chat model gives each pane a lane of its own (one slot each, the weights
+shared): on CPU a two-token batch costs about two one-token steps (no batched
+kernel for the quantised matrix-vector products), while two lanes with one
+thread each run side by side. Training's samplers keep one lane with many
+slots, where prompts are shared and batching pays.
 """
 
 from __future__ import annotations
@@ -114,6 +120,7 @@ class Request:
         self.abort = False  # on_token raised: stop, and generate() re-raises
         self.callback_error: BaseException | None = None
         self.slot: Slot | None = None
+        self.context = 0  # which of its adapter's contexts serves it
         self.todo: list[int] = []  # prompt tokens still to prefill
         self.next_token: int | None = None  # sampled, not yet in the KV cache
         self.n_past = 0
@@ -134,13 +141,14 @@ class Request:
 class Lane:
     """A context for one adapter (or the base) and the thread that drives it."""
 
-    def __init__(self, owner, adapter_key: str | None, adapter_ptr):
+    def __init__(self, owner, adapter_key: str | None, adapter_ptr, n_seqs: int | None = None):
         self.owner = owner
         self.key = adapter_key
+        n_seqs = max(1, int(n_seqs or owner.max_seqs))
         params = ll.llama_context_default_params()
-        params.n_ctx = owner.n_ctx_per_seq * owner.max_seqs
+        params.n_ctx = owner.n_ctx_per_seq * n_seqs
         params.n_batch = params.n_ubatch = owner.n_batch
-        params.n_seq_max = owner.max_seqs
+        params.n_seq_max = n_seqs
         params.n_threads = params.n_threads_batch = owner.n_threads
         params.kv_unified = owner.kv_unified
         params.type_k = params.type_v = GGML_TYPE_F16
@@ -158,7 +166,7 @@ class Lane:
                 raise AdapterError(f"llama.cpp refused to apply the adapter {adapter_key}.")
         self.mem = ll.llama_get_memory(self.ctx)
         self.batch = ll.llama_batch_init(owner.n_batch, 0, 1)
-        self.slots = [Slot(i) for i in range(owner.max_seqs)]
+        self.slots = [Slot(i) for i in range(n_seqs)]
         self.cond = threading.Condition()
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
@@ -181,6 +189,15 @@ class Lane:
     def idle(self) -> bool:
         with self.cond:
             return not self.waiting and not self.running
+
+    def fit(self, prompt: list[int]) -> tuple[int, int, float]:
+        """How well this lane suits a new prompt, larger is better: the fewest
+        requests ahead of it, then the longest cached prefix, then the least
+        recently used."""
+        with self.cond:
+            load = len(self.waiting) + len(self.running)
+            prefix = max((_common_prefix(s.cached, prompt) for s in self.slots), default=0)
+            return (-load, prefix, -self.last_active)
 
     def close(self) -> None:
         with self.cond:

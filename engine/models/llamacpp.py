@@ -1,8 +1,10 @@
 """llama.cpp backend through llama-cpp-python's low-level ctypes API.
 
 The weights are mapped once per file and shared by every pane. Each adapter
-(None = the base) gets its own context with one KV stream per concurrent pane,
-driven by a scheduler thread (llama_lanes) that batches the panes' tokens.
+(None = the base) gets its own contexts, driven by scheduler threads
+(llama_lanes): by default one single-sequence context per concurrent pane, so
+two panes decode side by side; optionally one context with a KV stream per
+sequence, decoded as one batch (training's samplers).
 """
 
 from __future__ import annotations
@@ -111,13 +113,16 @@ class LlamaCppModel:
 
     def __init__(self, path, n_ctx_per_seq: int = 4096, max_seqs: int = 2, n_threads: int | None = None,
                  *, n_batch: int = N_BATCH, flash_attn: bool | None = False, kv_unified: bool = False,
-                 reuse_generated: bool = False, max_contexts: int = 3):
+                 reuse_generated: bool = False, max_contexts: int = 3, lane_per_seq: bool = True):
         _ensure_backend()
         self.path = Path(path)
         self.max_seqs = max(1, int(max_seqs))
         self.n_threads = int(n_threads or _default_threads())
         self.n_batch = max(int(n_batch), self.max_seqs, 8)  # llama.cpp aborts when n_batch < n_seq_max
         self.max_contexts = max(1, int(max_contexts))
+        # One context per sequence (the panes run side by side, one thread each)
+        # or one context holding all sequences (decoded as one batch); see llama_lanes.
+        self.lane_per_seq = bool(lane_per_seq)
         # Off by default: on CPU, flash attention's results depend on how tokens are
         # batched, so cached, chunked and batched runs would drift from single ones.
         self.flash_attn_type = {None: -1, True: 1, False: 0}[flash_attn]  # auto / enabled / disabled
@@ -146,7 +151,7 @@ class LlamaCppModel:
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.Lock()
         self._adapters: dict[str, object] = {}
-        self._lanes: dict[str | None, Lane] = {}
+        self._lanes: dict[str | None, list[Lane]] = {}
         self._closed = False
         self.name = self._meta("general.name") or self.path.stem
         template = self._meta("tokenizer.chat_template")
@@ -268,15 +273,26 @@ class LlamaCppModel:
         with self._lock:
             if self._closed:
                 raise EngineError("The model has been unloaded.")
-            lane = self._lanes.get(key)
-            if lane is None:
-                if len(self._lanes) >= self.max_contexts:  # free the longest-idle adapter context
-                    idle = [lane for k, lane in self._lanes.items() if k is not None and lane.idle()]
+            lanes = self._lanes.get(key)
+            if lanes is None:
+                if len(self._lanes) >= self.max_contexts:  # free the longest-idle adapter's contexts
+                    idle = [(k, group) for k, group in self._lanes.items()
+                            if k is not None and all(lane.idle() for lane in group)]
                     if idle:
-                        victim = min(idle, key=lambda lane: lane.last_active)
-                        del self._lanes[victim.key]
-                        victim.close()
-                lane = self._lanes[key] = Lane(self, key, self._adapters.get(key) if key else None)
+                        victim, group = min(idle, key=lambda kg: max(lane.last_active for lane in kg[1]))
+                        del self._lanes[victim]
+                        for lane in group:
+                            lane.close()
+                ptr = self._adapters.get(key) if key else None
+                # All of a key's contexts are made together: the memory a pair of panes
+                # needs is reserved when the first one loads, and never grows mid-chat.
+                if self.lane_per_seq:
+                    lanes = [Lane(self, key, ptr, 1) for _ in range(self.max_seqs)]
+                else:
+                    lanes = [Lane(self, key, ptr)]
+                self._lanes[key] = lanes
+            lane = max(lanes, key=lambda lane: lane.fit(req.prompt)) if len(lanes) > 1 else lanes[0]
+            req.context = lanes.index(lane)
             lane.submit(req)
 
     # -- the LoadedModel interface
@@ -328,7 +344,8 @@ class LlamaCppModel:
             completion_tokens=len(req.generated),
             ttft_s=(req.t_first or end) - t0, total_s=end - t0,
             extra={"prefill_tokens": req.prefill_tokens, "reused_tokens": req.reused_tokens,
-                   "seq": req.slot.seq if req.slot else None, "adapter": adapter,
+                   "seq": req.slot.seq if req.slot else None, "context": req.context,
+                   "adapter": adapter,
                    "chat_template_digest": template_digest(self.chat_template)})
 
     def close(self) -> None:
@@ -336,7 +353,8 @@ class LlamaCppModel:
             if self._closed:
                 return
             self._closed = True
-            lanes, self._lanes = list(self._lanes.values()), {}
+            lanes = [lane for group in self._lanes.values() for lane in group]
+            self._lanes = {}
             adapters, self._adapters = list(self._adapters.values()), {}
         for lane in lanes:
             lane.close()

@@ -93,7 +93,8 @@ class LlamaSampler:
         from engine.models.llamacpp import LlamaCppModel
 
         self.parallel = parallel
-        self.model = LlamaCppModel(gguf_path, n_ctx_per_seq=1024, max_seqs=parallel, n_threads=n_threads)
+        self.model = LlamaCppModel(gguf_path, n_ctx_per_seq=1024, max_seqs=parallel, n_threads=n_threads,
+                                   lane_per_seq=False)
         self._lock = threading.Lock()
 
     def generate(self, prompts, seeds, adapter, settings, cancelled=lambda: False, on_done=lambda n: None):

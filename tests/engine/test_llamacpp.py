@@ -122,6 +122,22 @@ def test_concurrent_panes_match_single_runs(model, temperature):
     single = [run(model, m, **s)[0].text for m, s in jobs]
     both = two_at_once(model, jobs)
     assert [r.text for r in both] == single
+    # Each pane had a context of its own (the weights are shared), so they ran side by side.
+    assert sorted(r.extra["context"] for r in both) == [0, 1]
+
+
+def test_batched_panes_match_single_runs():
+    m = llamacpp.LlamaCppModel(bundled_gguf_path(), n_ctx_per_seq=1024, max_seqs=2, n_threads=2,
+                               lane_per_seq=False)
+    try:
+        jobs = [(HELLO, {"temperature": 0.8, "seed": 3}), (OTHER, {"temperature": 0.8, "seed": 4})]
+        single = [run(m, msgs, **s)[0].text for msgs, s in jobs]
+        both = two_at_once(m, jobs)
+        assert [r.text for r in both] == single
+        assert {r.extra["context"] for r in both} == {0}
+        assert sorted(r.extra["seq"] for r in both) == [0, 1]
+    finally:
+        m.close()
 
 
 def test_more_requests_than_sequences_wait_their_turn(model):
@@ -181,7 +197,17 @@ def test_prefix_cache_reuses_the_growing_history(model):
     assert cold.text == second.text  # caching changes the work, not the answer
 
 
-def test_a_pane_starting_late_copies_the_shared_prefix(model):
+@pytest.fixture(scope="module")
+def batched():
+    """One context holding both sequences (the mode training's samplers use)."""
+    m = llamacpp.LlamaCppModel(bundled_gguf_path(), n_ctx_per_seq=2048, max_seqs=2, n_threads=2,
+                               lane_per_seq=False)
+    yield m
+    m.close()
+
+
+def test_a_pane_starting_late_copies_the_shared_prefix(batched):
+    model = batched
     story = "A lighthouse keeper on a small island keeps a diary about the weather and the ships. " * 6
     first = [{"role": "user", "content": story + "Summarise the diary."}]
     second = [{"role": "user", "content": story + "Who might read it?"}]
