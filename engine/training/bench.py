@@ -115,6 +115,29 @@ def _ours(model, tok, ds, out, steps, batch):
     return dt, trainer.model.unload(), cb.spent
 
 
+def bench_gui(preset: str = "smoke", timeout_s: float = 1800.0) -> dict:
+    """The studio's own benchmark (``python -m studio.bench_responsiveness``), run as a
+    separate process: a real window (offscreen) and a real engine, a round trained
+    from the Training tab, the event loop probed every 10 ms. The engine never
+    imports the studio; it only starts it as a program."""
+    import json
+    import os
+    import subprocess
+
+    cmd = [sys.executable, "-m", "studio.bench_responsiveness", "--json", "--preset", preset,
+           "--timeout-s", str(timeout_s)]
+    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 900, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"the GUI benchmark did not finish in {timeout_s + 900:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = (done.stderr or "").strip().splitlines()[-3:]
+        return {"error": f"the GUI benchmark exited with {done.returncode}: {' | '.join(tail)}"}
+    return json.loads(lines[-1])
+
+
 def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, repeats: int = 2,
                 threads: int = 0) -> dict:
     import tempfile

@@ -112,12 +112,21 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=2, help="alternating runs of each setting")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores, one on a busy machine)")
+    p.add_argument("--gui", dest="gui", action="store_true", default=True,
+                   help="also measure the studio's event loop while a round trains (the default)")
+    p.add_argument("--no-gui", dest="gui", action="store_false", help="skip the GUI measurement")
+    p.add_argument("--gui-preset", default="smoke", choices=["smoke", "default"],
+                   help="the round trained during the GUI measurement")
     p.add_argument("--json", action="store_true")
 
     def _bench(args):
-        from engine.training.bench import bench_train
+        from engine.training.bench import bench_gui, bench_train
 
         out = bench_train(args.model, args.steps, args.batch_size, args.repeats, args.threads)
+        if args.gui:
+            out["gui"] = bench_gui(args.gui_preset)
+            out["gui_p99_ms"] = out["gui"].get("p99_ms")
+            out["gui_within_target"] = out["gui"].get("within_target")
         print(json.dumps(out, indent=None if args.json else 1))
         return 0
 
