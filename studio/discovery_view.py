@@ -287,10 +287,18 @@ class DiscoveryView(QWidget):
 
     def show_contrast(self, run: dict) -> None:
         n70 = sum(1 for c in run["candidates"] if c["auc"] >= 0.7)
-        self.contrast_summary.setText(
-            f"{Path(run['source']['path']).name}: {run['n_human']} human and {run['n_ai']} AI sides of "
-            f"{run['n_games']} games · {len(run['candidates'])} features, {n70} with AUC ≥ 0.70 · "
-            f"intervals: 95% bootstrap over games · ↑ humans show more, ↓ less")
+        text = (f"{Path(run['source']['path']).name}: {run['n_human']} human and {run['n_ai']} AI sides of "
+                f"{run['n_games']} games · {len(run['candidates'])} features, {n70} with AUC ≥ 0.70 · "
+                f"intervals: 95% bootstrap over games · ↑ humans show more, ↓ less")
+        s = run.get("summary") or {}
+        if "n_direction_flips" in s:
+            text += (f"<br><span style='color:#975a16'>{len(run.get('systems') or {})} AI systems: "
+                     f"{s['n_direction_flips']} features go significantly the other way against some system "
+                     f"(marked ⇅); {s['n_at_mark_in_every_system']} reach 0.70 against every one</span>")
+        if "n_two_sided_at_mark" in s:
+            text += (f"<br>Nearer the typical human level, either side (two-sided): {s['n_two_sided_at_mark']} "
+                     f"with AUC ≥ 0.70, led by {', '.join(s.get('two_sided_top', [])[:3])}")
+        self.contrast_summary.setText(text)
         self.stratum.blockSignals(True)
         self.stratum.clear()
         self.stratum.addItem("All games (pooled)", None)
@@ -324,11 +332,18 @@ class DiscoveryView(QWidget):
         self.features.resizeColumnToContents(0)
 
     def _feature_item(self, c: dict, label: str) -> QTreeWidgetItem:
-        item = QTreeWidgetItem([label, f"{c['auc']:.3f}", f"{c['ci'][0]:.2f}–{c['ci'][1]:.2f}",
+        flips = c.get("direction_flips")
+        item = QTreeWidgetItem([label, f"{c['auc']:.3f}" + (" ⇅" if flips else ""),
+                                f"{c['ci'][0]:.2f}–{c['ci'][1]:.2f}",
                                 "more" if c["direction"].startswith("higher") else "less", c["statement"]])
         item.setCheckState(0, Qt.CheckState.Unchecked)
         item.setToolTip(0, f"{c['name']}: Cliff's delta {c['cliffs_delta']:+.2f}, Cohen's d {c['cohens_d']:+.2f}, "
                            f"human side ahead in {c['paired_win'] or 0:.0%} of games")
+        if c.get("systems"):
+            rows = [f"{k}: {v['auc']:.2f} {'↑' if v['direction'].startswith('higher') else '↓'}"
+                    + ("" if v["significant"] else " (n.s.)") for k, v in c["systems"].items()]
+            item.setToolTip(1, "AUC within each AI system's games:\n" + "\n".join(rows)
+                            + (f"\ngoes the other way against: {', '.join(c['against_direction'])}" if flips else ""))
         return item
 
     def show_explain(self, run: dict) -> None:

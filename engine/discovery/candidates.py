@@ -2,7 +2,9 @@
 
 The scoring package's features (``engine.scoring.features``) are reused as they
 are; a few more that discovery needs (spelling outside a dictionary, shouting,
-double texting, share of the talk...) are computed here. Every candidate has a
+double texting, share of the talk, how uneven a speaker's own style is from
+message to message, how it meets a question or an "are you a bot?" probe...)
+are computed here. Every candidate has a
 label and two draft statements, one for each direction, so that a ranked
 feature can become a trait the researcher can read and edit.
 """
@@ -122,12 +124,25 @@ DESCRIBE: dict[str, tuple[str, str, str, str]] = {
                    "flow"),
     "reply_ratio": ("reply length against the question", "Answers at greater length than it was asked.",
                     "Answers more briefly than it was asked.", "flow"),
+    "msg_len_cv": ("unevenness of message length", "Mixes very short and much longer messages.",
+                   "Keeps every message about as long as the others.", "form"),
+    "end_punct_mix": ("uneven end punctuation", "Ends some messages with punctuation and leaves it off others.",
+                      "Ends its messages the same way every time.", "form"),
+    "start_case_mix": ("uneven capitals at message starts", "Starts some messages with a capital and some without.",
+                       "Starts every message the same way, always or never with a capital.", "form"),
+    "one_word_frac": ("one-word messages", "Sometimes answers with a single word.",
+                      "Rarely answers with a single word.", "form"),
+    "question_for_question": ("answers a question with a question", "Often meets a question with a question.",
+                              "Answers a question instead of asking one back.", "flow"),
+    "probe_reply_words": ("reply length when asked 'are you a bot?'", "Answers 'are you human?' at some length.",
+                          "Brushes off 'are you human?' in a few words.", "persona"),
 }
 
 EXTRA_NAMES = [
     "all_lower_msg_frac", "period_end_frac", "comma_rate", "apostrophe_rate", "oov_rate", "short_msg_frac",
     "msg_words_sd", "max_msg_words", "i_rate", "we_rate", "type_token_ratio", "sentences_per_msg",
     "assistant_per_msg", "caps_word_rate", "double_text_frac", "talk_share", "reply_ratio",
+    "msg_len_cv", "end_punct_mix", "start_case_mix", "one_word_frac", "question_for_question", "probe_reply_words",
 ]
 CANDIDATES = [*FEATURE_NAMES, *EXTRA_NAMES]
 
@@ -138,6 +153,8 @@ ASSISTANT = re.compile(
 WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
 SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
 CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
+# the partner asks whether the speaker is a person or a program
+PROBE = re.compile(r"\b(?:bot|robot|ai|a\.i\.|human|real person|chatgpt|gpt|computer|machine|program|llm)\b", re.I)
 _NOT_SHOUTING = {"AI", "OK", "US", "USA", "UK", "LA", "NY", "NYC", "TV", "PC", "ID", "AM", "PM", "CEO", "DC"}
 
 
@@ -180,6 +197,10 @@ def _extras(d: Dialogue) -> list[float]:
     ratios = [np.log((len(WORDS.findall(r)) + 1) / (len(WORDS.findall(p)) + 1))
               for p, r in d.exchanges() if p.strip() and r.strip()]
     sample = low[:50]
+    no_end = [s[-1] not in ".!?)\u2026" for s in lines]  # as the scoring feature no_end_punct_frac reads it
+    firsts = [c for c in (next((c for c in s if c.isalpha()), "") for s in lines) if c]
+    asked = [r for p, r in d.exchanges() if "?" in p and r.strip()]
+    probed = [len(WORDS.findall(r)) for p, r in d.exchanges() if "?" in p and PROBE.search(p) and r.strip()]
     return [
         sum(not any(c.isupper() for c in s) for s in lettered) / len(lettered) if lettered else nan,
         sum(s.endswith(".") and not s.endswith("...") for s in lines) / m,
@@ -198,7 +219,19 @@ def _extras(d: Dialogue) -> list[float]:
         (sum(follows) / len(follows)) if follows else nan,
         len(words) / (len(words) + partner_words) if words or partner_words else nan,
         float(np.mean(ratios)) if ratios else nan,
+        float(np.std(counts) / counts.mean()) if counts.mean() > 0 else nan,
+        _minority(no_end),
+        _minority([c.islower() for c in firsts]) if firsts else nan,
+        float(np.mean(counts <= 1)),
+        sum("?" in r for r in asked) / len(asked) if asked else nan,
+        float(np.mean(probed)) if probed else nan,
     ]
+
+
+def _minority(flags: list[bool]) -> float:
+    """Share of messages in the less used of two styles: 0 = always the same, 0.5 = half and half."""
+    p = sum(flags) / len(flags)
+    return min(p, 1 - p)
 
 
 def candidate_matrix(dialogues: list[Dialogue]) -> tuple[list[str], np.ndarray]:

@@ -45,7 +45,7 @@ def _config(args):
     return DiscoverConfig.from_dict({
         "path": args.target, "method": args.method, "limit": args.limit, "where": where,
         "contrast": {"n_boot": args.n_boot, "group_threshold": args.group_threshold, "by": args.by,
-                     "seed": args.seed},
+                     "seed": args.seed, "systems": args.systems, "two_sided": not args.no_two_sided},
         "explain": {"judge": args.judge, "model": args.model, "threads": args.threads, "api_base": args.api_base,
                     "api_model": args.api_model, "api_key_env": args.api_key_env, "verdict": args.verdict,
                     "explain_from": args.explain_from, "context": args.context, "max_turns": args.max_turns,
@@ -59,10 +59,20 @@ def _config(args):
 def _print_text(report: dict, top: int) -> None:
     print(f"{report['method']} on {report['n_dialogues']} sides; run {report.get('run_id')}")
     if report["method"] == "contrast":
+        s = report.get("summary") or {}
+        print(f"{s.get('n_at_mark')} of {s.get('n_candidates')} candidates reach AUC >= {s.get('auc_mark')}"
+              + (f"; {s['n_direction_flips']} go significantly the other way in some {report['systems_key']} "
+                 f"(marked !)" if "n_direction_flips" in s else ""))
         print(f"{'rank':>4}  {'AUC':>5}  {'95% CI':>13}  {'direction':<17} {'group':<5} feature")
         for c in report["candidates"][:top]:
+            flip = f"  ! against: {', '.join(c['against_direction'])}" if c.get("direction_flips") else ""
             print(f"{c['rank']:>4}  {c['auc']:.3f}  {c['ci'][0]:.3f}-{c['ci'][1]:.3f}  {c['direction']:<17} "
-                  f"{c.get('group', ''):<5} {c['name']} ({c['label']})")
+                  f"{c.get('group', ''):<5} {c['name']} ({c['label']}){flip}")
+        if report.get("two_sided"):
+            print("nearer the typical human level (two-sided, cross-fitted centre):")
+            for c in report["two_sided"][:5]:
+                print(f"{c['rank']:>4}  {c['auc']:.3f}  {c['ci'][0]:.3f}-{c['ci'][1]:.3f}  {c['name']} "
+                      f"(one-sided {c['one_sided_auc']:.3f})")
     else:
         acc = report["judge_verdict_accuracy"]
         print(f"judge {report['judge']['judge']}: verdict accuracy "
@@ -164,6 +174,11 @@ def register(subparsers) -> None:
     p.add_argument("--where", action="append", metavar="KEY=GLOB",
                    help="keep items whose meta KEY matches (e.g. ai_model='*minimal|eliza')")
     p.add_argument("--by", default=None, metavar="KEY", help="contrast: also rank within each value of KEY")
+    p.add_argument("--systems", default="auto", metavar="KEY",
+                   help="contrast: meta key naming each game's AI system, for per-system AUCs and direction "
+                        "flips (auto: ai_model when present; '' = none)")
+    p.add_argument("--no-two-sided", action="store_true",
+                   help="contrast: skip the ranking by closeness to the typical human level")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--group-threshold", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)

@@ -177,3 +177,32 @@ def test_errors_are_shown(view, qtbot, tmp_path):
     content = view.run_content()
     assert content["method"] == "explain" and content["explain"]["judge"] == "api"
     assert "key" not in json.dumps(content["explain"]).replace("api_key_env", "")
+
+
+def test_contrast_summary_names_direction_flips_across_ai_systems(view, qtbot, tmp_path):
+    """Two AI systems that miss the human style on opposite sides: the flip is shown, not hidden."""
+    rng = random.Random(5)
+    casual, plain = ["lol ya", "tbh idk lmao", "ngl same lol"], ["I got home late", "my cat is asleep", "work was ok"]
+    tidy = ["That sounds delightful. Reading is pleasant.", "Certainly. Long walks are refreshing."]
+    rows = []
+    for g in range(16):
+        system = "tidy" if g % 2 else "overdo"
+        sides = (("human", [rng.choice(casual)] + rng.sample(plain, 3)),
+                 ("ai", [rng.choice(tidy if system == "tidy" else casual) for _ in range(4)]))
+        for label, lines in sides:
+            turns = [t for line in lines for t in (["I", "so what do you do?"], ["W", line])]
+            rows.append({"id": f"g{g}-{label}", "group": f"g{g}", "rated_speaker": "W", "label": label,
+                         "turns": turns, "meta": {"ai_model": system}})
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    view.path.setText(str(path))
+    view.method.setCurrentIndex(0)
+    view.limit.setValue(0)
+    view.on_run()
+    qtbot.waitUntil(lambda: "contrast" in view.runs, timeout=20000)
+    text = view.contrast_summary.text()
+    assert "2 AI systems" in text and "the other way" in text and "two-sided" in text
+    items = [view.features.topLevelItem(i) for i in range(view.features.topLevelItemCount())]
+    items += [top.child(k) for top in items for k in range(top.childCount())]
+    flipped = [item for item in items if "⇅" in item.text(1)]
+    assert flipped and "AUC within each AI system's games" in flipped[0].toolTip(1)
