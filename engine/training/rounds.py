@@ -140,6 +140,10 @@ class RoundRecord:
         self.set(status=status, error=error, finished_at=now(), **values)
 
     def fail_from(self, exc: BaseException) -> None:
+        try:  # the error event names the round, so the studio can offer its resume
+            exc.round_id = self.id
+        except AttributeError:  # an exception type that refuses new attributes
+            pass
         if is_disk_full(exc):
             from engine.training.callbacks import drop_partial_checkpoints, last_checkpoint
 
