@@ -212,7 +212,7 @@ class TrainingView(QWidget):
 
     def _launch(self, kind: str, content: dict, resumed: str | None = None) -> None:
         self.run_kind, self.cancelling, self.last_result = kind, False, None
-        self.resume_row, self._failed_since = None, None
+        self.resume_row, self._failed_since, self._failed_round_id = None, None, None
         self._started_at = _now()
         self._progress = {}
         self.plots.setup(kind)
@@ -304,7 +304,9 @@ class TrainingView(QWidget):
         self.run_title.setText(f"{title} · failed")
         self.run_title.setStyleSheet("font-size: 12pt; font-weight: 600; color: #c53030;")
         message = error.get("message") or error.get("kind") or "unknown error"
-        self.run_detail.setText(f"{message}  [{error.get('kind', 'error')}]")
+        named = f" · round {error['round_id'][:8]}" if error.get("round_id") else ""
+        self.run_detail.setText(f"{message}  [{error.get('kind', 'error')}{named}]")
+        self._failed_round_id = error.get("round_id")  # absent when the engine itself died
         self.verdict.clear("The round failed, so there is no verdict.")
         if error.get("kind") in NOT_RESUMABLE:
             self.refresh_lists()
@@ -318,8 +320,12 @@ class TrainingView(QWidget):
     def _offer_resume_from(self, rows: list[dict]) -> None:
         if self._failed_since is None or self.run_id:
             return
-        mine = [r for r in rows if str(r.get("created_at", "")) >= self._failed_since
-                and kind_key(r.get("kind")) == self.run_kind]
+        named = getattr(self, "_failed_round_id", None)
+        if named:
+            mine = [r for r in rows if r.get("id") == named]
+        else:  # the engine died: the newest row of this kind since the start
+            mine = [r for r in rows if str(r.get("created_at", "")) >= self._failed_since
+                    and kind_key(r.get("kind")) == self.run_kind]
         if mine and can_resume(mine[0], self.history.resumable):
             self.resume_row = mine[0]
             self.run_detail.setText(self.run_detail.text() + "  Resume continues it from its last checkpoint.")

@@ -185,6 +185,14 @@ def test_a_failed_round_offers_resume_only_when_it_can(view):
     client.sig_result.emit(cid, {"rounds": [new, old]})
     assert not view.resume_button.isVisible()  # resuming would only repeat the mistake
     assert "lora_r=0" in view.run_detail.text()
+    # An error that names its round: that round is offered, not the newest row of the kind.
+    view.on_start()
+    client.sig_error.emit(view.run_id, {"kind": "internal", "message": "RuntimeError: again",
+                                        "round_id": "old"})
+    assert "round old" in view.run_detail.text()
+    cid, _ = client.last("round.list")
+    client.sig_result.emit(cid, {"rounds": [new, old]})
+    assert view.resume_button.isVisible() and view.resume_row["id"] == "old"
 
 
 def test_verdict_panel_shows_scores_traits_length_and_canary(qtbot):

@@ -7,7 +7,7 @@ import json
 import time
 import pytest
 
-from engine.training import rounds
+from engine.training import dpo, rounds
 
 
 @pytest.fixture
@@ -78,6 +78,11 @@ def check_engine_commands(out, db, tmp_path):
         assert {k["kind"] for k in kinds} == {"dpo", "online", "reward-weights", "reward-model"}
         assert any(k["title"] == "Online RL (GRPO)" for k in kinds)
         assert all(f["help"] for k in kinds for f in k["fields"])
+        dpo_kind = next(k for k in kinds if k["kind"] == "dpo")
+        # every preset's own values come with the fields, so the form shows what will run
+        assert dpo_kind["preset_values"]["default"]["learning_rate"] == dpo.PRESETS["default"]["learning_rate"]
+        assert dpo_kind["preset_values"]["smoke"]["max_steps"] == 2
+        assert set(dpo_kind["preset_values"]["default"]) == {f["name"] for f in dpo_kind["fields"]}
         checked = _ask(engine, buf, "prompts.check", {}, "p")["content"]
         assert checked["n_train"] > 100 and checked["n_heldout"] > 20 and checked["problems"] == []
         listed = _ask(engine, buf, "round.list", {}, "l")["content"]["rounds"]

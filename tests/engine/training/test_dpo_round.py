@@ -62,3 +62,27 @@ def test_rpo_loss_adds_an_sft_term(tiny_model_dir, tiny_gguf, fake_reward, store
     out = dpo.run(smoke(tiny_model_dir, tiny_gguf, loss_type="rpo", verdict=False, max_steps=1), RecordingState(),
                   store)
     assert out["steps"] == 1 and out["verdict"] is None
+
+
+def test_a_margin_that_leaves_no_pairs_fails_the_round_by_name(tiny_model_dir, tiny_gguf, fake_reward, store):
+    import io
+
+    import pytest
+
+    from engine.errors import EngineError
+    from engine.server import Engine
+
+    with pytest.raises(EngineError) as err:
+        dpo.run(smoke(tiny_model_dir, tiny_gguf, margin=1e6, verdict=False), RecordingState(), store)
+    assert err.value.kind == "no_pairs" and "margin" in err.value.message
+    row = store.db["rounds"].get(err.value.round_id)
+    assert row["status"] == "failed" and "cleared the margin" in row["error"]
+    # The error event carries the round's id, so the studio can point at the failed round.
+    buf = io.BytesIO()
+    engine = Engine(out=buf)
+    try:
+        engine.error("m1", err.value.kind, err.value.message, cause=err.value)
+    finally:
+        engine.close()
+    event = json.loads(buf.getvalue().decode().splitlines()[-1])
+    assert event["content"]["round_id"] == err.value.round_id and event["parent"] == "m1"
