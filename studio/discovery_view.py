@@ -356,6 +356,15 @@ class DiscoveryView(QWidget):
                 f"{run['n_statements']} statements from {run['games_with_statements']} games")
         if q:
             text += f" · {q.get('n_clusters')} themes, {q.get('noise_share', 0):.0%} unclustered"
+        bias = run.get("position_bias") or {}
+        if bias.get("answers_a_share") is not None:
+            consistent = bias.get("consistent_share")
+            text += (f"<br>Position bias: answered “A” in <b>{bias['answers_a_share']:.0%}</b> of "
+                     f"{bias.get('n_answers', 0)} asks (both orders per game; 50% = none)"
+                     + ("" if consistent is None else f" · same chat named in both orders in {consistent:.0%} of "
+                                                      f"games"))
+            if bias.get("message"):
+                text += f"<br><span style='color:#975a16'>{bias['message']}</span>"
         message = (run.get("clustering") or {}).get("message")
         if message:
             text += f"<br><span style='color:#975a16'>{message}</span>"

@@ -48,6 +48,7 @@ def _config(args):
                      "seed": args.seed, "systems": args.systems, "two_sided": not args.no_two_sided},
         "explain": {"judge": args.judge, "model": args.model, "threads": args.threads, "api_base": args.api_base,
                     "api_model": args.api_model, "api_key_env": args.api_key_env, "verdict": args.verdict,
+                    "both_orders": not args.one_order,
                     "explain_from": args.explain_from, "context": args.context, "max_turns": args.max_turns,
                     "max_chars": args.max_chars,
                     "max_statements": args.max_statements, "max_tokens": args.max_tokens,
@@ -79,6 +80,14 @@ def _print_text(report: dict, top: int) -> None:
               f"{'-' if acc is None else f'{100 * acc:.1f}%'} on {report['n_verdicts']} games "
               f"(paper's best judge {100 * report['paper_best_judge_accuracy']:.1f}%); "
               f"{report['n_statements']} statements from {report['games_with_statements']} games")
+        bias = report.get("position_bias") or {}
+        if bias.get("answers_a_share") is not None:
+            consistent = bias.get("consistent_share")
+            print(f"position bias: answered A in {100 * bias['answers_a_share']:.0f}% of {bias['n_answers']} asks"
+                  + ("" if consistent is None else f"; the same chat in both orders in {100 * consistent:.0f}% "
+                                                   f"of {bias['n_asked_both']} games"))
+        if bias.get("message"):
+            print(bias["message"])
         if report["clustering"].get("message"):
             print(report["clustering"]["message"])
         for c in report["clusters"][:top]:
@@ -160,6 +169,8 @@ def register(subparsers) -> None:
     p.add_argument("--api-model", default="", help="api judge: model name (default: the server's first)")
     p.add_argument("--api-key-env", default="HAL_API_KEY", help="api judge: environment variable with the key")
     p.add_argument("--verdict", default="auto", choices=["auto", "logits", "text"])
+    p.add_argument("--one-order", action="store_true",
+                   help="text verdicts: ask each game once instead of in both orders (position bias uncorrected)")
     p.add_argument("--explain-from", default="verdict", choices=["verdict", "truth"],
                    help="explain the side the judge picked (as the paper) or the real human")
     p.add_argument("--context", default="witness", choices=["witness", "full"],

@@ -1,7 +1,10 @@
 """The explanation path: a judge picks the human of each game and says what gave it away.
 
-Per game: the verdict (from letter logits in both orders when the judge can
-give them, which cancels a position bias; otherwise from its text), then the
+Per game: the verdict, asked with the chats in both orders (human shown as A,
+then as B), since judges lean towards one letter: from letter logits the mean
+difference of the two orders cancels a fixed pull; from text a verdict counts
+only when both orders point at the same chat (answering "A" both times names
+two different chats, so it is no verdict, never a right one). Then the
 judge is asked how the side it picked writes differently from the other
 (``explain_from="truth"`` shows it the real human instead). Statements are
 clustered into themes. The verdict accuracy is reported against the paper's
@@ -32,6 +35,9 @@ class ExplainConfig:
     api_model: str = field(default="", metadata={"help": "api: model name (default: the server's first)"})
     api_key_env: str = field(default="HAL_API_KEY", metadata={"help": "api: environment variable holding the key"})
     verdict: str = field(default="auto", metadata={"help": "auto (logits when the judge has them), logits or text"})
+    both_orders: bool = field(default=True, metadata={"help": "text verdicts: ask in both orders and keep only "
+                                                               "consistent ones (off: one order, position bias "
+                                                               "uncorrected)"})
     explain_from: str = field(default="verdict", metadata={"help": "verdict (the side the judge picked, as the "
                                                                     "paper) or truth (the real human)"})
     context: str = field(default="witness", metadata={"help": "witness (only the witness's messages: short, best "
@@ -114,9 +120,18 @@ def _judge_game(judge, game: str, human: Dialogue, ai: Dialogue, config: Explain
     else:
         answer, _ = judge.complete(verdict_messages(first, second, ctx), 12, 0.0, config.seed)
         side, why = parse_verdict(answer)
-        item.update(verdict=side, verdict_from="text", verdict_raw=answer[:200])
+        item.update(verdict=side, verdict_from="text", verdict_raw=answer[:200], answers=[side])
         if side is None:
             item["verdict_reason"] = why
+        elif config.both_orders:
+            swapped_answer, _ = judge.complete(verdict_messages(second, first, ctx), 12, 0.0, config.seed)
+            swapped, why2 = parse_verdict(swapped_answer)
+            item.update(answers=[side, swapped], verdict_raw_swapped=swapped_answer[:200])
+            if swapped is None:
+                item.update(verdict=None, verdict_reason=f"no verdict with the chats swapped: {why2}")
+            elif swapped == side:  # the same letter for swapped chats: the letter, not the chat, was chosen
+                item.update(verdict=None, verdict_reason=f"position bias: answered {side} in both orders")
+            item["consistent"] = swapped is not None and swapped != side
     item["correct"] = None if item["verdict"] is None else item["verdict"] == truth
     if config.explain_from == "truth":
         picked_human = True
@@ -137,6 +152,34 @@ def _judge_game(judge, game: str, human: Dialogue, ai: Dialogue, config: Explain
                           "no usable statement: " + "; ".join(sorted({t['reason'] for t in thrown}))
                           if thrown else "no statements in the answer")
     return item
+
+
+def position_bias(items: list[dict]) -> dict:
+    """How much the judge picks a letter rather than a chat, from every order it was asked in.
+
+    ``answers_a_share``: share of "A" among its answers (0.5 = no lean; for
+    logits, the share of asks where A scored higher). ``consistent_share``: share
+    of games where both orders named the same chat. ``first_order_accuracy``:
+    what one order alone would have scored, the figure a biased judge inflates
+    or deflates depending on where the human happened to be shown.
+    """
+    answers, consistent, first_right = [], [], []
+    for it in items:
+        if it.get("verdict_from") == "logits":
+            s1 = it["position_pull"] + it["margin"]
+            s2 = it["position_pull"] - it["margin"]
+            asked = ["A" if s1 > 0 else "B" if s1 < 0 else None, "A" if s2 > 0 else "B" if s2 < 0 else None]
+        else:
+            asked = it.get("answers") or []
+        answers += [a for a in asked if a is not None]
+        if len(asked) == 2 and None not in asked:
+            consistent.append(asked[0] != asked[1])
+        if asked and asked[0] is not None:
+            first_right.append(asked[0] == it["human_shown_as"])
+    share = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+    return {"answers_a_share": share([a == "A" for a in answers]), "n_answers": len(answers),
+            "consistent_share": share(consistent), "n_asked_both": len(consistent),
+            "first_order_accuracy": share(first_right)}
 
 
 def run_explain(dialogues: list[Dialogue], config: ExplainConfig, state, judge=None, limit: int | None = None) -> dict:
@@ -177,20 +220,25 @@ def run_explain(dialogues: list[Dialogue], config: ExplainConfig, state, judge=N
         if not it["statements"]:
             why = it.get("reason") or it.get("verdict_reason") or "no statements"
             problems.append({"id": it["game"], "error": why})
-    shown_a = [it["verdict"] == "A" for it in judged if it.get("verdict_from") == "text"]
-    scored = [it for it in items if it.get("verdict_from") == "logits"]
     letters = {}
+    scored = [it for it in items if it.get("verdict_from") == "logits"]
     if scored:  # how much asking in both orders mattered
         first_only = [(it["position_pull"] + it["margin"] > 0) == (it["human_shown_as"] == "A") for it in scored]
         letters = {"position_pull_mean": round(sum(it["position_pull"] for it in scored) / len(scored), 4),
                    "accuracy_first_order_only": round(sum(first_only) / len(first_only), 4)}
+    bias = position_bias(items)
+    if not judged and any(it.get("consistent") is False for it in items):
+        bias["message"] = ("no game got the same chat named in both orders: the judge picks a letter, not a "
+                           "side, so nothing it says can be counted as right; explain_from=truth still collects "
+                           "its explanations")
     return {
         "method": "explain", "judge": described, "n_games": len(games),
         "judge_verdict_accuracy": round(right / len(judged), 4) if judged else None,
         "verdict_ci": wilson(right, len(judged)), "n_verdicts": len(judged),
         "verdict_coverage": round(len(judged) / len(items), 4),
         "accuracy_counting_no_verdict_as_wrong": round(right / len(items), 4),
-        "answers_a_share": round(sum(shown_a) / len(shown_a), 4) if shown_a else None, **letters,
+        "accuracy_ties_as_half": round((right + 0.5 * (len(items) - len(judged))) / len(items), 4),
+        "answers_a_share": bias["answers_a_share"], "position_bias": bias, **letters,
         "paper_best_judge_accuracy": PAPER_BEST_JUDGE,
         "games_with_statements": sum(1 for it in items if it["statements"]),
         "n_statements": len(statements), "clusters": themes["clusters"],

@@ -206,3 +206,14 @@ def test_contrast_summary_names_direction_flips_across_ai_systems(view, qtbot, t
     items += [top.child(k) for top in items for k in range(top.childCount())]
     flipped = [item for item in items if "⇅" in item.text(1)]
     assert flipped and "AUC within each AI system's games" in flipped[0].toolTip(1)
+
+
+def test_explain_summary_shows_the_position_bias(view, tmp_path):
+    run = _explain_run(tmp_path)
+    run.update(judge_verdict_accuracy=None, verdict_ci=None,
+               position_bias={"answers_a_share": 1.0, "n_answers": 20, "consistent_share": 0.0, "n_asked_both": 10,
+                              "message": "no game got the same chat named in both orders"})
+    view.show_run(run)
+    text = view.explain_summary.text()
+    assert "answered “A” in <b>100%</b> of 20 asks" in text and "both orders in 0% of games" in text
+    assert "no game got the same chat" in text and "picked the human in <b>–</b>" in text

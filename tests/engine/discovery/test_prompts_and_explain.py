@@ -118,11 +118,63 @@ def test_text_verdicts_and_explaining_the_truth(tmp_path):
     judge = ScriptedJudge(["- Uses slang and lower case letters"] * 3, letters=False)
     report = run_explain(_dialogues(tmp_path, 3), ExplainConfig(explain_from="truth"), RecordingState(),
                          judge=judge)
-    assert all(it["verdict"] == "A" and it["verdict_from"] == "text" for it in report["items"])
+    assert all(it["verdict_from"] == "text" and it["answers"] == ["A", "A"] for it in report["items"])
     assert report["answers_a_share"] == 1.0  # the position bias is reported
     explained = [q for q in judge.asked if "Messages written by a human" in q]
     assert len(explained) == 3 and all("lol" in q.split("written by an AI")[0] or "idk" in q or "nah" in q
                                        or "haha" in q or "ya" in q for q in explained)
+
+
+def test_a_judge_that_always_answers_a_is_never_counted_right(tmp_path):
+    """Asked in both orders, "A" twice names two different chats: no verdict, whatever one order would score."""
+    dialogues = _dialogues(tmp_path, 12, seed=3)
+    report = run_explain(dialogues, ExplainConfig(), RecordingState(), judge=ScriptedJudge([], letters=False))
+    bias = report["position_bias"]
+    assert bias["answers_a_share"] == 1.0 and bias["n_answers"] == 24 and bias["consistent_share"] == 0.0
+    shown_a = sum(it["human_shown_as"] == "A" for it in report["items"])
+    assert 0 < shown_a < 12 and bias["first_order_accuracy"] == round(shown_a / 12, 4)  # what one order "scores"
+    assert report["judge_verdict_accuracy"] is None and report["n_verdicts"] == 0 and report["verdict_ci"] is None
+    assert report["accuracy_counting_no_verdict_as_wrong"] == 0.0
+    assert report["accuracy_ties_as_half"] == 0.5  # chance, as it should be
+    assert all(it["correct"] is None and "position bias: answered A in both orders" in it["verdict_reason"]
+               for it in report["items"])
+    assert "picks a letter, not a side" in bias["message"] and report["n_statements"] == 0
+    # asked in one order only, the same judge gets every game with the human shown as A "right"
+    one = run_explain(dialogues, ExplainConfig(both_orders=False), RecordingState(),
+                      judge=ScriptedJudge([""] * 12, letters=False))
+    assert one["judge_verdict_accuracy"] == round(shown_a / 12, 4) and one["position_bias"]["consistent_share"] is None
+
+
+class ReadingJudge(ScriptedJudge):
+    """Names the chat whose lines look like the synthetic human's, by its letter, in whatever order it is shown."""
+
+    def _complete(self, messages, max_tokens, temperature, seed):
+        text = messages[0]["content"]
+        if "Answer with one letter" not in text:
+            return super()._complete(messages, max_tokens, temperature, seed)
+        a = text.split("B:\n")[0]
+        human_first = any(w in a for w in ("lol", "idk", "nah", "haha", "kinda", "yeah", "ugh"))
+        return ("Human: A" if human_first else "The human is in chat B."), "stop"
+
+
+def test_consistent_text_verdicts_count_and_show_no_lean(tmp_path):
+    report = run_explain(_dialogues(tmp_path, 7, seed=5), ExplainConfig(), RecordingState(),
+                         judge=ReadingJudge(["- Writes in lower case with slang"] * 7, letters=False))
+    bias = report["position_bias"]
+    assert bias["consistent_share"] == 1.0 and bias["n_asked_both"] == 7
+    assert bias["answers_a_share"] == 0.5  # each game once as A, once as B
+    assert report["judge_verdict_accuracy"] == 1.0 and report["n_verdicts"] == 7 and "message" not in bias
+    assert all(it["consistent"] and it["correct"] for it in report["items"])
+    assert report["n_statements"] == 7  # each consistent verdict is explained
+
+
+def test_logit_verdicts_report_the_lean_they_cancel(tmp_path):
+    report = run_explain(_dialogues(tmp_path, 6), ExplainConfig(), RecordingState(),
+                         judge=ScriptedJudge(["- Replies with few words"] * 6))
+    bias = report["position_bias"]
+    # the scripted letters prefer the human by 2 but pull to A by 5: every ask says A, the mean difference is right
+    assert bias["answers_a_share"] == 1.0 and bias["consistent_share"] == 0.0
+    assert report["judge_verdict_accuracy"] == 1.0 and report["position_pull_mean"] == 5.0
 
 
 def test_pairing_reports_empty_and_unpaired_sides(tmp_path):
