@@ -41,10 +41,14 @@ class Reply:
 class EngineProcess:
     """Starts ``python -m engine`` and matches events to commands by parent id."""
 
-    def __init__(self, env: dict[str, str] | None = None, python: str = sys.executable):
+    def __init__(self, env: dict[str, str] | None = None, python: str = sys.executable,
+                 cwd: str | None = None):
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        if cwd is not None:  # ``-m engine`` must still find the package
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            full_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, full_env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen([python, "-m", "engine"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd)
         self._replies: dict[str, Reply] = {}
         self._lock = threading.Lock()
         self.orphans: "queue.Queue[Message]" = queue.Queue()

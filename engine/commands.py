@@ -27,9 +27,7 @@ def generate(engine: Engine, msg: Message, state: JobState) -> dict:
     spec = ModelSpec.from_dict(content.get("model"))
     sampling = Sampling.from_dict(content.get("sampling"))
     messages = build_messages(content.get("messages"), sampling.system_prompt)
-    persist = content.get("persist")
-    if persist is not None and (not isinstance(persist, dict) or not persist.get("turn_id")):
-        raise BadRequest("persist needs turn_id, slot and side")
+    persist = _persist_target(engine, content.get("persist"))
     model, adapter = engine.models.get(spec)
     info = model.info()
     result = model.generate(messages, sampling, adapter, state.token, state.cancelled)
@@ -44,6 +42,19 @@ def generate(engine: Engine, msg: Message, state: JobState) -> dict:
             status="cancelled" if result.finish_reason == "cancelled" else "done")
     return {"text": result.text, "finish_reason": result.finish_reason, "reply_id": reply_id,
             "stats": stats, "model": info}
+
+
+def _persist_target(engine: Engine, persist) -> dict | None:
+    """Check where a reply will be written before any token is generated."""
+    if persist is None:
+        return None
+    if not isinstance(persist, dict) or not isinstance(persist.get("turn_id"), str) or not persist["turn_id"]:
+        raise BadRequest("persist needs turn_id, slot and side")
+    if persist.get("slot", "a") not in ("a", "b") or persist.get("side", "left") not in ("left", "right"):
+        raise BadRequest("persist.slot must be a or b, and persist.side left or right")
+    if not engine.store.db.execute("SELECT 1 FROM turns WHERE id=?", [persist["turn_id"]]).fetchone():
+        raise BadRequest(f"persist.turn_id {persist['turn_id'][:80]!r} is not a turn in the store")
+    return persist
 
 
 @command("models")

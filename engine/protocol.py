@@ -88,6 +88,16 @@ def decode(line: bytes | str) -> Message:
     return Message(type=obj["type"], content=content, id=obj["id"], parent=parent, v=v)
 
 
+MAX_ERROR_MESSAGE = 2000  # characters; a message may quote a hostile value
+MAX_ERROR_DETAIL = 20000
+
+
+def _cut(text: str, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
+
+
 def error_content(kind: str, message: str, detail: str = "") -> dict[str, str]:
-    """The content of an ``error`` event: errors cross the wire as data."""
-    return {"kind": kind, "message": message, "detail": detail}
+    """The content of an ``error`` event: errors cross the wire as data. A
+    message that quotes a huge argument is cut short, never sent whole."""
+    return {"kind": kind, "message": _cut(message, MAX_ERROR_MESSAGE), "detail": _cut(detail, MAX_ERROR_DETAIL)}

@@ -149,9 +149,11 @@ class Engine:
             result = COMMANDS[msg.type](self, msg, state)
             self.emit("result", result or {}, msg.id)
         except EngineError as exc:
-            self.emit("error", exc.as_content(), msg.id)
+            self.error(msg.id, exc.kind, exc.message, exc.detail)
         except MemoryError:
             self.error(msg.id, "out_of_memory", "The engine ran out of memory for this command.")
+        except OSError as exc:  # a path that is too long, unreadable, not writable...
+            self.error(msg.id, "os_error", os_message(exc), traceback.format_exc())
         except Exception as exc:
             self.error(msg.id, "internal", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
@@ -171,6 +173,16 @@ class Engine:
             self._models.close()
         if self._store is not None:
             self._store.close()
+
+
+def os_message(exc: OSError) -> str:
+    """``File name too long: 'xxxx…'``: what the system refused, and which path."""
+    what = exc.strerror or type(exc).__name__
+    name = exc.filename
+    if name is None:
+        return f"{what} ({exc})" if str(exc) and str(exc) != what else what
+    shown = str(name)
+    return f"{what}: {shown[:200]!r}" + ("…" if len(shown) > 200 else "")
 
 
 def read_lines(stream: BinaryIO, max_bytes: int):

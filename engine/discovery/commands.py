@@ -40,8 +40,8 @@ def discover_runs(engine: Engine, msg: Message, state: JobState) -> dict:
     from engine.discovery.runs import list_runs
 
     limit = msg.content.get("limit", 50)
-    if not isinstance(limit, int) or limit < 1:
-        raise BadRequest("limit must be a positive whole number")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+        raise BadRequest("limit must be a whole number from 1 to 100000")
     return {"runs": list_runs(limit)}
 
 

@@ -21,6 +21,7 @@ from engine.discovery.clusters import cluster_statements
 from engine.discovery.prompts import (CONTEXTS, explain_messages, parse_statements, parse_verdict, render_side,
                                       verdict_messages)
 from engine.errors import BadRequest, Cancelled
+from engine.fieldtypes import check_types
 from engine.scoring.dialogue import Dialogue
 
 PAPER_BEST_JUDGE = 0.648
@@ -52,6 +53,7 @@ class ExplainConfig:
     cache: bool = field(default=True, metadata={"help": "reuse cached judge answers"})
 
     def __post_init__(self):
+        check_types(self, "explain.")
         if self.judge not in ("llm", "api"):
             raise BadRequest(f"the explaining judge is llm or api, not {self.judge!r}")
         if self.verdict not in ("auto", "logits", "text"):

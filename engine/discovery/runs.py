@@ -22,6 +22,7 @@ from engine.discovery.candidates import candidate_matrix
 from engine.discovery.contrast import ContrastConfig, contrast_report
 from engine.discovery.explain import ExplainConfig, run_explain
 from engine.errors import BadRequest
+from engine.fieldtypes import check_types
 from engine.scoring.importers import load_any
 
 METHODS = ("contrast", "explain")
@@ -38,6 +39,7 @@ class DiscoverConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     def __post_init__(self):
+        check_types(self)
         if self.method not in METHODS:
             raise BadRequest(f"method is contrast or explain, not {self.method!r}")
         if self.limit is not None and self.limit < 1:
@@ -45,9 +47,12 @@ class DiscoverConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DiscoverConfig":
+        if d is not None and not isinstance(d, dict):
+            raise BadRequest("the discovery settings must be an object")
         d = dict(d or {})
         try:
             contrast = ContrastConfig(**(d.pop("contrast", None) or {}))
+            check_types(contrast, "contrast.")
             explain = ExplainConfig(**(d.pop("explain", None) or {}))
             return cls(contrast=contrast, explain=explain, **d)
         except TypeError as exc:

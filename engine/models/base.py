@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
@@ -21,14 +22,17 @@ class Sampling:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Sampling":
+        if data is not None and not isinstance(data, dict):
+            raise BadRequest("sampling must be an object {temperature, top_p, max_tokens, seed, system_prompt}")
         data = dict(data or {})
         out = cls()
         for name, kind, lo, hi in (("temperature", float, 0.0, 5.0), ("top_p", float, 0.0, 1.0),
                                    ("max_tokens", int, 1, 32768), ("seed", int, 0, 2**31 - 1)):
             if name in data and data[name] is not None:
                 value = data[name]
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise BadRequest(f"sampling.{name} must be a number")
+                if (isinstance(value, bool) or not isinstance(value, (int, float))
+                        or isinstance(value, float) and not math.isfinite(value)):
+                    raise BadRequest(f"sampling.{name} must be a finite number")
                 if kind is int and int(value) != value:
                     raise BadRequest(f"sampling.{name} must be a whole number")
                 if not lo <= value <= hi:

@@ -67,8 +67,13 @@ def resolve_source(source: str) -> tuple[str, Path]:
     if source == BUNDLED:
         return "gguf", bundled_gguf_path()
     path = Path(os.path.expanduser(source))
-    if not path.exists():
-        raise ModelFileError(f"Model not found: {path}", kind="model_missing")
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ModelFileError(f"Model path cannot be opened ({exc.strerror}): {str(path)[:200]}",
+                             kind="model_missing") from None
+    if not exists:
+        raise ModelFileError(f"Model not found: {str(path)[:500]}", kind="model_missing")
     if path.is_dir():
         check_hf_folder(path)
         return "hf", path

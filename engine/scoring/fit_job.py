@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.errors import BadRequest, Cancelled
+from engine.fieldtypes import check_types
 from engine.scoring.fit import FitConfig, build_table, cross_validate, save_fit
 from engine.scoring.importers import load_any
 from engine.scoring.judges import RatingError, get_judge
@@ -47,6 +48,7 @@ class FitJobConfig:
         if unknown:
             raise BadRequest(f"unknown fit setting(s): {', '.join(unknown)}", detail="known: " + ", ".join(sorted(known)))
         cfg = cls(**d)
+        check_types(cfg)
         cfg.check()
         return cfg
 

@@ -171,7 +171,10 @@ def item_dialogue(item: dict, index: int) -> Dialogue:
     if not text.strip():
         raise RatingError("the reply is empty: nothing to rate", item=item_id)
     turns = []
-    for m in item.get("context_messages") or []:
+    context = item.get("context_messages") or []
+    if not isinstance(context, list):
+        raise BadRequest(f"items[{index}].context_messages must be a list of messages")
+    for m in context:
         if not isinstance(m, dict) or not isinstance(m.get("content"), str):
             raise BadRequest(f"items[{index}].context_messages holds a message without content")
         if m.get("role") in ("user", "assistant"):

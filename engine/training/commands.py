@@ -21,6 +21,9 @@ from engine.protocol import Message
 from engine.server import Engine, command
 
 
+MAX_LIMIT = 100_000
+
+
 def _str(content: dict, key: str, required: bool = True) -> str | None:
     value = content.get(key)
     if value is None and not required:
@@ -50,6 +53,8 @@ def round_start(engine: Engine, msg: Message, state: JobState) -> dict:
     c = msg.content
     kind = _str(c, "kind")
     preset = c.get("preset") or "default"
+    if not isinstance(preset, str):
+        raise BadRequest("preset must be a preset's name (a string)")
     overrides = c.get("config") or {}
     if not isinstance(overrides, dict):
         raise BadRequest("config must be an object of settings")
@@ -62,8 +67,8 @@ def round_list(engine: Engine, msg: Message, state: JobState) -> dict:
     from engine.training.rounds import list_rounds
 
     limit = msg.content.get("limit", 200)
-    if not isinstance(limit, int) or limit < 1:
-        raise BadRequest("limit must be a positive whole number")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return {"rounds": list_rounds(engine.store, limit)}
 
 
@@ -92,8 +97,10 @@ def adapter_list(engine: Engine, msg: Message, state: JobState) -> dict:
 def evaluate(engine: Engine, msg: Message, state: JobState) -> dict:
     from engine.training import evaluate as E
 
-    overrides = dict(msg.content.get("config") or {})
-    overrides["adapter"] = _str(msg.content, "adapter")
+    overrides = msg.content.get("config") or {}
+    if not isinstance(overrides, dict):
+        raise BadRequest("config must be an object of settings")
+    overrides = {**overrides, "adapter": _str(msg.content, "adapter")}
     return E.run(E.make_config("default", overrides), state, engine.store)
 
 
@@ -119,4 +126,7 @@ def prompts_check(engine: Engine, msg: Message, state: JobState) -> dict:
     """Read a prompt set and say what a round would use and which lines it would skip."""
     from engine.training import prompts as PS
 
-    return PS.summary(PS.load(msg.content.get("source") or "bundled"))
+    source = msg.content.get("source") or "bundled"
+    if not isinstance(source, str):
+        raise BadRequest("source must be \"bundled\" or the path of a JSONL file")
+    return PS.summary(PS.load(source))

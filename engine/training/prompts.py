@@ -130,8 +130,8 @@ def load(source: str | Path | None = None, default_split: str = "train") -> Prom
         path, name = Path(source), Path(source).stem
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"cannot read prompt set {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise BadRequest(f"cannot read prompt set {str(path)[:300]}: {exc}") from None
     return parse_jsonl(text.splitlines(), name, default_split)
 
 
