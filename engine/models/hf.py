@@ -224,7 +224,9 @@ class HFModel:
             if not self.tokenizer.chat_template:
                 raise EngineError("This model has no chat template, so it cannot hold a conversation.",
                                   kind="model_invalid")
-            text = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+            from engine.models.template_limits import chat_prompt
+
+            text = chat_prompt(self.tokenizer, prompt)
         return self._tokenize(text)
 
     def _tokenize(self, text: str) -> list[int]:

@@ -84,13 +84,12 @@ def _compile_template(source: str):
     """Render like Hugging Face does, but sandboxed: templates come from files."""
     import json
 
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from engine.models.template_limits import LimitedSandbox
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
+    env = LimitedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = _template_error
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    env.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
+    env.add_filter("tojson", lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent))
     return env.from_string(source)
 
 
@@ -197,9 +196,11 @@ class LlamaCppModel:
         """The prompt text the chat template makes of ``messages``."""
         from jinja2 import TemplateError
 
+        from engine.models import template_limits
+
         try:
-            return self._template.render(messages=messages, add_generation_prompt=True,
-                                         bos_token=self.bos_text, eos_token=self.eos_text)
+            return template_limits.render(self._template, messages=messages, add_generation_prompt=True,
+                                          bos_token=self.bos_text, eos_token=self.eos_text)
         except BadRequest:
             raise
         except (TemplateError, OverflowError, RecursionError) as exc:  # sandbox limits, runaway macros

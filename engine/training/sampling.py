@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
+from engine.models.template_limits import chat_prompt
+
 Cancelled = Callable[[], bool]
 
 
@@ -65,8 +67,7 @@ class HFSampler:
                 if cancelled():
                     break
                 idx = order[start:start + self.batch_size]
-                rendered = [tok.apply_chat_template(prompts[i], add_generation_prompt=True, tokenize=False)
-                            for i in idx]
+                rendered = [chat_prompt(tok, prompts[i]) for i in idx]
                 enc = tok(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
                 torch.manual_seed(int(seeds[idx[0]]))  # a batch shares one seed stream
                 with torch.inference_mode(), self._context(adapter):

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from engine.models.template_limits import chat_prompt
 from engine.training.prompts import Prompt
 from engine.training.reward import Reward
 from engine.training.sampling import SampleSettings
@@ -50,7 +51,7 @@ def canary_perplexity(model, tokenizer, dialogues: list[list[dict]], adapter_on:
     model.eval()
     with torch.inference_mode(), ctx:
         for msgs in dialogues:
-            prefix = tokenizer.apply_chat_template(msgs[:-1], add_generation_prompt=True, tokenize=False)
+            prefix = chat_prompt(tokenizer, msgs[:-1])
             full = prefix + msgs[-1]["content"]
             p_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
             ids = tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"]

@@ -145,7 +145,9 @@ class _HFBackend:
         tok = self.model.tokenizer
         if not tok.chat_template:
             raise JudgeUnavailable(f"{self.path.name} has no chat template; the llm judge needs one")
-        return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        from engine.models.template_limits import chat_prompt
+
+        return chat_prompt(tok, messages)
 
     def count(self, text: str) -> int:
         return len(self.model._tokenize(text))
