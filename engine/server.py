@@ -90,8 +90,13 @@ class Engine:
             except (BrokenPipeError, ValueError, OSError):
                 self.stopping.set()  # the client is gone
 
-    def error(self, parent: str | None, kind: str, message: str, detail: str = "") -> None:
-        self.emit("error", error_content(kind, message, detail), parent)
+    def error(self, parent: str | None, kind: str, message: str, detail: str = "",
+              cause: BaseException | None = None) -> None:
+        content = error_content(kind, message, detail)
+        round_id = getattr(cause, "round_id", None)  # set when a training round failed
+        if isinstance(round_id, str):
+            content["round_id"] = round_id
+        self.emit("error", content, parent)
 
     # -- input ----------------------------------------------------------------
     def handle_line(self, line: bytes) -> None:
@@ -149,13 +154,13 @@ class Engine:
             result = COMMANDS[msg.type](self, msg, state)
             self.emit("result", result or {}, msg.id)
         except EngineError as exc:
-            self.error(msg.id, exc.kind, exc.message, exc.detail)
-        except MemoryError:
-            self.error(msg.id, "out_of_memory", "The engine ran out of memory for this command.")
+            self.error(msg.id, exc.kind, exc.message, exc.detail, exc)
+        except MemoryError as exc:
+            self.error(msg.id, "out_of_memory", "The engine ran out of memory for this command.", cause=exc)
         except OSError as exc:  # a path that is too long, unreadable, not writable...
-            self.error(msg.id, "os_error", os_message(exc), traceback.format_exc())
+            self.error(msg.id, "os_error", os_message(exc), traceback.format_exc(), exc)
         except Exception as exc:
-            self.error(msg.id, "internal", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            self.error(msg.id, "internal", f"{type(exc).__name__}: {exc}", traceback.format_exc(), exc)
         finally:
             with self._jobs_lock:
                 self._jobs.pop(msg.id, None)

@@ -1,6 +1,7 @@
 """Engine commands for training (import this module to register them):
 
-- ``round.kinds`` {} -> {kinds: [{kind, title, presets, fields}]}: what the GUI's form shows
+- ``round.kinds`` {} -> {kinds: [{kind, title, presets, fields, preset_values}]}: what the
+  GUI's form shows; preset_values holds every setting of each preset
 - ``round.start`` {kind, preset?, config?} -> progress*/metric* events, then result
   {round_id, adapter, seconds, steps, metrics, verdict}; ``cancel`` stops it at the
   next step end with a checkpoint (resume with config {"resume": round_id})
@@ -36,13 +37,15 @@ def _str(content: dict, key: str, required: bool = True) -> str | None:
 @command("round.kinds")
 def round_kinds(engine: Engine, msg: Message, state: JobState) -> dict:
     from engine.training import kinds
-    from engine.training.config import describe
+    from engine.training.config import describe, to_dict
 
     out = []
     for kind in kinds.KINDS:
         mod = kinds.module(kind)
-        out.append({"kind": kind, "title": kinds.title(kind), "presets": sorted(getattr(mod, "PRESETS", {})),
-                    "fields": describe(kinds.config_class(kind))})
+        presets = sorted(getattr(mod, "PRESETS", {}))
+        out.append({"kind": kind, "title": kinds.title(kind), "presets": presets,
+                    "fields": describe(kinds.config_class(kind)),
+                    "preset_values": {p: to_dict(kinds.make_config(kind, p, {})) for p in presets}})
     return {"kinds": out}
 
 
