@@ -19,6 +19,8 @@ events {kind, message, detail}.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import os
 import sys
 import threading
@@ -26,7 +28,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Callable
 
-from engine import __version__
+from engine import __version__, faults
 from engine.errors import EngineError
 from engine.jobs import JobState
 from engine.protocol import PROTOCOL_VERSION, Message, ProtocolError, decode, error_content
@@ -60,6 +62,7 @@ class Engine:
         self._models = None
         self._state_lock = threading.Lock()
         self.stopping = threading.Event()
+        self._faults = faults.from_env()  # None unless a test asked for one
 
     # -- lazily built services (keep start-up instant) -------------------------
     @property
@@ -151,7 +154,8 @@ class Engine:
 
     def _run(self, msg: Message, state: JobState) -> None:
         try:
-            result = COMMANDS[msg.type](self, msg, state)
+            with self._faults.around(msg.type) if self._faults else contextlib.nullcontext():
+                result = COMMANDS[msg.type](self, msg, state)
             self.emit("result", result or {}, msg.id)
         except EngineError as exc:
             self.error(msg.id, exc.kind, exc.message, exc.detail, exc)
@@ -239,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     register_commands()
 
     out = take_protocol_channel()
+    faulthandler.enable(sys.stderr, all_threads=True)  # a native crash leaves its stacks in the log
     engine = Engine(out, store_path=os.environ.get("HAL_STUDIO_DB"))
     print(f"hal engine {__version__} ready (pid {os.getpid()})", file=sys.stderr, flush=True)
     reader_done = threading.Event()

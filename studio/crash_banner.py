@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from studio.engine_client import crash_reason
+
 
 class CrashBanner(QFrame):
     """Hidden until the engine crashes; says plainly that nothing saved is lost."""
@@ -28,14 +30,16 @@ class CrashBanner(QFrame):
         layout.addWidget(self.restart_button)
         self.hide()
 
-    def show_crash(self, reason: str, tail: list[str] | None = None) -> None:
+    def show_crash(self, reason: str, tail: list[str] | None = None, why: str | None = None) -> None:
         """Show ``reason`` (e.g. 'The engine stopped (signal 9).') and the
-        engine's last words, which often name the cause (an assert, OOM)."""
+        engine's line that names the cause (an assert, OOM): ``why``, else
+        picked from its last words ``tail``."""
         text = (f"<b>{_esc(reason)}</b> Everything saved is kept; replies that were streaming "
                 "are marked interrupted.")
-        if tail:
+        why = why if why is not None else crash_reason(tail or [])
+        if why:
             text += (f"<br><span style='color:#9b6b6b; font-size:8.5pt'>Last engine output: "
-                     f"{_esc(tail[-1][:300])}</span>")
+                     f"{_esc(why[:300])}</span>")
         self.message.setText(text)
         self.message.setToolTip("\n".join(tail or []) or reason)
         self.show()

@@ -9,6 +9,7 @@ be explained.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections import deque
 from pathlib import Path
@@ -21,6 +22,38 @@ from engine.protocol import PROTOCOL_VERSION, Message, ProtocolError, decode
 KNOWN_PROTOCOLS = frozenset({PROTOCOL_VERSION})
 CONTROL_TYPES = ("hello", "ping", "cancel", "shutdown")
 STATES = ("starting", "ready", "crashed", "stopped")
+SIGNAL_HINTS = {  # what a researcher can make of the signal that ended the engine
+    6: " It aborted (SIGABRT): native code stopped on a failed check or a memory error.",
+    9: " It was killed (SIGKILL): the system does this when memory runs out, or someone ended it.",
+    11: " It crashed in native code (SIGSEGV).",
+    7: " It crashed in native code (SIGBUS): often a model file changed or was cut short while in use.",
+}
+
+
+# What Python's faulthandler prints after a native crash: stacks, not the cause.
+_DUMP = re.compile(r"^(\s+File \"|Thread 0x|Current thread 0x|Extension modules:|<no Python frame>|"
+                   r"Traceback \(most recent call last\)|\s*$)")
+_REASON = re.compile(r"(?i)\b(fatal|error|assert\w*|abort\w*|out of memory|cannot allocate|killed|"
+                     r"segmentation fault|exception|bad_alloc)\b")
+_GENERIC = "Fatal Python error"  # faulthandler's own headline ("... Aborted"): a last resort
+FRESH_REASON_LINES = 20
+
+
+def is_reason(line: str) -> bool:
+    """A stderr line that reads like why the engine failed (not a stack line)."""
+    return bool(_REASON.search(line)) and not _DUMP.match(line) and not line.startswith(_GENERIC)
+
+
+def crash_reason(tail: list[str], reasons: list[str] | None = None) -> str:
+    """The line that most likely names why the engine died: the last reason
+    line seen (``reasons``, else found in ``tail``), skipping a stack dump and
+    faulthandler's generic headline; else that headline; else the last line."""
+    lines = [line.strip() for line in tail if not _DUMP.match(line)]
+    found = list(reasons or []) or [line for line in lines if is_reason(line)]
+    if found:
+        return found[-1].strip()
+    generic = [line for line in lines if line.startswith(_GENERIC)]
+    return generic[-1] if generic else (lines[-1] if lines else "")
 
 
 def default_command() -> list[str]:
@@ -56,7 +89,12 @@ class EngineClient(QObject):
         self._state = "stopped"
         self._stdout_buf = b""
         self._stderr_buf = b""
-        self._stderr_tail: deque[str] = deque(maxlen=12)
+        self._stderr_tail: deque[str] = deque(maxlen=80)
+        # reason lines kept apart (a stack dump can push them out of the tail), each with
+        # the count of plain (non-dump) lines before it: a reason long since followed by
+        # ordinary output is stale
+        self._reasons: deque[tuple[int, str]] = deque(maxlen=4)
+        self._plain_lines = 0
         self._in_flight: dict[str, str] = {}  # command id -> type
         self._pending: list[Message] = []  # sent before the hello was answered
         self._hello_id: str | None = None
@@ -82,12 +120,19 @@ class EngineClient(QObject):
         """The engine's last stderr lines (kept to explain a crash)."""
         return [line for line in self._stderr_tail if line.strip()]
 
+    def crash_reason(self) -> str:
+        """The engine's stderr line that most likely says why it died."""
+        fresh = [text for n, text in self._reasons if self._plain_lines - n <= FRESH_REASON_LINES]
+        return crash_reason(list(self._stderr_tail), fresh)
+
     def start(self) -> None:
         """Start the engine process (a no-op while one is running)."""
         if self._proc is not None and self._proc.state() != QProcess.ProcessState.NotRunning:
             return
         self._stdout_buf = self._stderr_buf = b""
         self._stderr_tail.clear()
+        self._reasons.clear()
+        self._plain_lines = 0
         self._expect_exit = False
         self.info = {}
         self.crash_message = ""
@@ -222,6 +267,10 @@ class EngineClient(QObject):
         for raw in lines:
             text = raw.decode("utf-8", errors="replace").rstrip("\r")
             self._stderr_tail.append(text)
+            if not _DUMP.match(text):
+                self._plain_lines += 1
+            if is_reason(text):
+                self._reasons.append((self._plain_lines, text))
             self.sig_log.emit(text)
 
     def _on_process_error(self, proc: QProcess, error: QProcess.ProcessError) -> None:
@@ -240,9 +289,9 @@ class EngineClient(QObject):
                 self._fail_all("engine_stopped", "The engine was stopped.")
                 self._set_state("stopped")
             return
-        how = (f"signal {code}" if status == QProcess.ExitStatus.CrashExit
-               else f"exit code {code}")
-        self._crash(f"The engine stopped ({how}).")
+        crashed = status == QProcess.ExitStatus.CrashExit
+        how = f"signal {code}" if crashed else f"exit code {code}"
+        self._crash(f"The engine stopped ({how}).{SIGNAL_HINTS.get(code, '') if crashed else ''}")
 
     # -- messages -----------------------------------------------------------------
     def _dispatch_line(self, line: bytes) -> None:

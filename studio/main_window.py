@@ -336,7 +336,7 @@ class MainWindow(QMainWindow):
                                       if pid else ""))
         if state == "crashed":
             self.banner.show_crash(self.client.crash_message or "The engine stopped.",
-                                   self.client.stderr_tail())
+                                   self.client.stderr_tail(), self.client.crash_reason())
             self.docks["log"].show()
             for slot, picker in self.pickers.items():
                 picker.set_status("idle", "engine not running")

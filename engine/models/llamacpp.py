@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ FALLBACK_TEMPLATE = (
 _LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5  # ggml_log_level (NONE 0, DEBUG 1, INFO 2)
 _log_last_level = [0]
 _log_errors: deque[str] = deque(maxlen=8)
+_OUT_OF_MEMORY = re.compile(r"cannot allocate memory|out of memory|failed to allocate|bad_alloc", re.I)
 
 
 @ll.llama_log_callback
@@ -138,10 +140,15 @@ class LlamaCppModel:
         params = ll.llama_model_default_params()
         params.n_gpu_layers = 0
         params.use_mmap = True
+        _log_errors.clear()
         self.model_ptr = ll.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.model_ptr:
-            detail = _log_errors[-1] if _log_errors else ""
-            raise ModelFileError(f"llama.cpp could not load {self.path.name}.", detail)
+            why = " ".join(_log_errors)
+            if _OUT_OF_MEMORY.search(why):
+                raise EngineError(f"Not enough memory to load {self.path.name}: llama.cpp could not map or "
+                                  "allocate its weights. Unload the other pane's model, close other "
+                                  "programs, or pick a smaller model.", why, kind="out_of_memory")
+            raise ModelFileError(f"llama.cpp could not load {self.path.name}.", why)
         self.vocab_ptr = ll.llama_model_get_vocab(self.model_ptr)
         self.n_params = int(ll.llama_model_n_params(self.model_ptr))
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab_ptr)
