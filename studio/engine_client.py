@@ -33,8 +33,8 @@ SIGNAL_HINTS = {  # what a researcher can make of the signal that ended the engi
 # What Python's faulthandler prints after a native crash: stacks, not the cause.
 _DUMP = re.compile(r"^(\s+File \"|Thread 0x|Current thread 0x|Extension modules:|<no Python frame>|"
                    r"Traceback \(most recent call last\)|\s*$)")
-_REASON = re.compile(r"(?i)\b(fatal|error|assert\w*|abort\w*|out of memory|cannot allocate|killed|"
-                     r"segmentation fault|exception|bad_alloc)\b")
+_REASON = re.compile(r"(?i)(\bfatal\b|error|assert|abort|\bfailed\b|out of memory|cannot allocate|\bkilled\b|"
+                     r"segmentation fault|exception|bad_alloc)")
 _GENERIC = "Fatal Python error"  # faulthandler's own headline ("... Aborted"): a last resort
 FRESH_REASON_LINES = 20
 
