@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 # Metrics worth streaming (TRL's names); others still land in the round's row.
 STREAMED = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
-            "reward", "reward_std", "kl", "accuracy", "learning_rate", "grad_norm", "entropy")
+            "reward", "reward_std", "kl", "accuracy", "learning_rate", "grad_norm", "entropy", "anchor_nll")
 
 
 class JobCallback(TrainerCallback):

@@ -68,6 +68,11 @@ class DPORoundConfig(PairSettings, TrainSettings, LoraSettings, VerdictSettings)
                          "(sigmoid + sft), which holds the language model closer to its start",
                          choices=("sigmoid", "ipo", "hinge", "robust", "rpo"))
     sft_weight: float = opt(1.0, "weight of the SFT term when loss_type is rpo", 0.0, 100.0)
+    anchor: str = opt("off", "language-model anchor added to every step: 'chitchat' = next-token loss "
+                      "on real human chat replies (Chit-Chat corpus, its held-out tenth never used), "
+                      "which holds the model near how people write", choices=("off", "chitchat"))
+    anchor_weight: float = opt(1.0, "weight of the anchor's loss", 0.0, 100.0)
+    anchor_batch: int = opt(4, "human replies in each step's anchor batch", 1, 256)
     min_pairs: int = opt(4, "refuse to train on fewer pairs than this", 1, 1_000_000)
     resume: str = opt("", "id of a cancelled or failed round to resume from its last checkpoint")
 
@@ -212,6 +217,13 @@ def _trainer(cfg, state, record, model, tok, parent, dataset, units):
                          precompute_ref_log_probs=False)
     callback = JobCallback(state, "DPO", offset=30.0, span=55.0, total_units=units)
     kwargs = {} if parent else {"peft_config": policy.lora_config(cfg)}
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                         callbacks=[callback], **kwargs)
+    trainer_class = DPOTrainer
+    if cfg.anchor == "chitchat" and cfg.anchor_weight > 0:
+        from engine.training.anchor import Anchor, anchored
+
+        trainer_class = anchored(DPOTrainer)
+        kwargs.update(anchor=Anchor(tok, batch_size=cfg.anchor_batch, max_length=cfg.max_length,
+                                    seed=cfg.seed), anchor_weight=cfg.anchor_weight)
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                            callbacks=[callback], **kwargs)
     return trainer, callback

@@ -117,6 +117,19 @@ def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldou
             policy.close(vs)
         if verdict.get("cancelled"):
             verdict = None
+        elif cfg.canary:  # a second canary: real human chat (Chit-Chat), held out from any anchor
+            from engine.training.anchor import heldout_dialogues
+            from engine.training.verdict import canary_figures
+
+            try:
+                human = heldout_dialogues()
+            except Exception as exc:  # the corpus package missing: say so, keep the verdict
+                verdict["canary_human_chat"] = {"error": str(exc)}
+            else:
+                verdict["canary_human_chat"] = {
+                    **canary_figures(canary_perplexity(peft_model, tok, human, False),
+                                     canary_perplexity(peft_model, tok, human, True)),
+                    "n_dialogues": len(human), "source": "chitchat held-out chats"}
     seconds = round(time.perf_counter() - t0, 2)
     metrics["round_seconds"] = seconds
     record.finish("done", None, metrics=metrics, verdict=verdict)

@@ -116,9 +116,13 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
                      for i in range(min(5, len(flat)))],
     }
     if perplexity is not None:
-        pb, pn = perplexity(False), perplexity(True)
-        change = pn / pb - 1 if pb and math.isfinite(pb) else float("nan")
-        out["canary"] = {"base_ppl": round(pb, 4), "aligned_ppl": round(pn, 4),
-                         "change": round(change, 4), "within_10pct": bool(abs(change) <= 0.10),
-                         "worse_by_over_10pct": bool(change > 0.10)}
+        out["canary"] = canary_figures(perplexity(False), perplexity(True))
     return out
+
+
+def canary_figures(pb: float, pn: float) -> dict:
+    """Base and aligned perplexity and the relative change (within 10% is the bar)."""
+    change = pn / pb - 1 if pb and math.isfinite(pb) else float("nan")
+    return {"base_ppl": round(pb, 4), "aligned_ppl": round(pn, 4),
+            "change": round(change, 4), "within_10pct": bool(abs(change) <= 0.10),
+            "worse_by_over_10pct": bool(change > 0.10)}

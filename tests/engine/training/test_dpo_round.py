@@ -86,3 +86,25 @@ def test_a_margin_that_leaves_no_pairs_fails_the_round_by_name(tiny_model_dir, t
         engine.close()
     event = json.loads(buf.getvalue().decode().splitlines()[-1])
     assert event["content"]["round_id"] == err.value.round_id and event["parent"] == "m1"
+
+
+def test_the_human_chat_anchor_adds_its_loss_and_a_second_canary(tiny_model_dir, tiny_gguf, fake_reward, store):
+    from engine.training import anchor
+
+    train = anchor.human_exchanges("train", 50)
+    held = anchor.heldout_dialogues(20)
+    assert len(train) == 50 and len(held) == 20
+    assert all(d[0]["role"] == "user" and d[-1]["role"] == "assistant" for d in train + held)
+    # the held-out chats are never among the anchor's
+    assert not {d[-1]["content"] for d in held} & {d[-1]["content"] for d in anchor.human_exchanges("train", 3000)}
+    state = RecordingState()
+    out = dpo.run(smoke(tiny_model_dir, tiny_gguf, anchor="chitchat", anchor_weight=0.5, max_steps=2,
+                        verdict_prompts=2), state, store)
+    assert out["steps"] == 2
+    names = {c["name"] for c in state.of_type("metric")}
+    assert "anchor_nll" in names  # the anchor's loss was computed on every logged step
+    nll = [c["value"] for c in state.of_type("metric") if c["name"] == "anchor_nll"]
+    assert all(v > 0 for v in nll)
+    human = out["verdict"]["canary_human_chat"]
+    assert human["n_dialogues"] == 60 and human["base_ppl"] > 1 and human["aligned_ppl"] > 1
+    assert isinstance(human["within_10pct"], bool)
