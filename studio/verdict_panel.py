@@ -69,6 +69,16 @@ def cautions(verdict: dict) -> list[str]:
     return out
 
 
+def _canary_text(canary: dict) -> str:
+    """``170.1 → 180.0 (+5.8%) ✓ within 10% of the base``, coloured by the 10% bar."""
+    bad = canary.get("worse_by_over_10pct")
+    mark = (f"<span style='color:{BAD}'>⚠ worse by over 10%</span>" if bad else
+            f"<span style='color:{GOOD}'>✓ within 10% of the base</span>"
+            if canary.get("within_10pct") else f"<span style='color:{GOOD}'>✓ better</span>")
+    return (f"{_num(canary.get('base_ppl'), digits=1)} → {_num(canary.get('aligned_ppl'), digits=1)} "
+            f"({100 * (canary.get('change') or 0):+.1f}%) {mark}")
+
+
 def _plot(title: str, height: int) -> pg.PlotWidget:
     plot = pg.PlotWidget(background="w")
     plot.setTitle(title, size="10pt")
@@ -268,15 +278,13 @@ class VerdictPanel(QScrollArea):
                                          "higher on several traits, so read the difference with this"))
         canary = v.get("canary")
         if canary:
-            bad = canary.get("worse_by_over_10pct")
-            mark = (f"<span style='color:{BAD}'>⚠ worse by over 10%</span>" if bad else
-                    f"<span style='color:{GOOD}'>✓ within 10% of the base</span>"
-                    if canary.get("within_10pct") else f"<span style='color:{GOOD}'>✓ better</span>")
-            rows.append(("Drift canary", f"perplexity of held-out human chat {_num(canary.get('base_ppl'), digits=1)}"
-                                         f" → {_num(canary.get('aligned_ppl'), digits=1)} "
-                                         f"({100 * (canary.get('change') or 0):+.1f}%) {mark}"))
+            rows.append(("Drift canary", f"perplexity of held-out human chat {_canary_text(canary)}"))
         else:
             rows.append(("Drift canary", f"<span style='color:{MUTED}'>not measured</span>"))
+        human = v.get("canary_human_chat")
+        if human and "base_ppl" in human:
+            rows.append(("Real chats", f"perplexity of {human.get('n_dialogues', '?')} held-out human "
+                                       f"chats (Chit-Chat) {_canary_text(human)}"))
         unrated = v.get("unrated") or {}
         if unrated.get("base") or unrated.get("aligned"):
             rows.append(("Unscored", f"{unrated.get('base', 0)} base and {unrated.get('aligned', 0)} "

@@ -208,6 +208,12 @@ def test_verdict_panel_shows_scores_traits_length_and_canary(qtbot):
     facts = panel.facts.text()
     assert "-1.60" in facts and "-0.40" in facts and "30.0 → 20.5 words" in facts
     assert "170.0 → 180.0" in facts and "within 10%" in facts and "1 aligned replies" in facts
+    human = {**VERDICT, "canary_human_chat": {"base_ppl": 60.0, "aligned_ppl": 75.0, "change": 0.25,
+                                              "within_10pct": False, "worse_by_over_10pct": True,
+                                              "n_dialogues": 60}}
+    panel.show_verdict(human)
+    assert "60 held-out human chats" in panel.facts.text() and "60.0 → 75.0 (+25.0%)" in panel.facts.text()
+    panel.show_verdict(VERDICT, "/tmp/adapters/abc")
     ticks = [name for _pos, name in panel.trait_plot.getAxis("left")._tickLevels[0]]
     assert ticks[0] == "slang" and ticks[-1] == "brevity"  # sorted by change, named
     assert panel.score_plot.isVisible() and panel.examples.isVisible()
