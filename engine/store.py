@@ -122,6 +122,26 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
 MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3}
 
 
+class _SerialDatabase(sqlite_utils.Database):
+    """The engine's worker threads share one connection: every statement, and a
+    query with the SAVEPOINT sqlite-utils wraps it in, runs under the store's
+    lock. Interleaved, one thread's RELEASE ended another's savepoint (a
+    "no such savepoint" error) and a rollback could take a write that another
+    thread had already reported as saved."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock):
+        self._serial = lock
+        super().__init__(conn)
+
+    def execute(self, sql, parameters=None):
+        with self._serial:
+            return super().execute(sql, parameters)
+
+    def query(self, sql, params=None):
+        with self._serial:  # rows are read before the lock is let go
+            return iter(list(super().query(sql, params)))
+
+
 class Store:
     """Thread-safe access to the studio's SQLite file."""
 
@@ -132,7 +152,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
                                    isolation_level=None)
-            self.db = sqlite_utils.Database(conn)
+            self.db = _SerialDatabase(conn, self._lock)
             self.db.execute("PRAGMA busy_timeout=30000")
             self._refuse_newer()  # before anything writes, WAL mode included
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
