@@ -39,6 +39,7 @@ def _trim_verdict(v: dict | None) -> dict | None:
     if not v:
         return v
     keys = ("base", "aligned", "delta", "delta_ci", "traits_delta", "length_delta", "length", "canary",
+            "canary_human_chat",
             "n_prompts", "n_seeds", "judge", "weights", "adapter", "seconds")
     return {k: v[k] for k in keys if k in v}
 
