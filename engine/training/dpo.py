@@ -87,9 +87,11 @@ PRESETS = {
     "smoke": dict(n_prompts=4, k=2, margin=0.0, max_steps=2, batch_size=2, sample_max_tokens=12,
                   max_length=96, verdict_prompts=2, save_steps=1, lora_r=4, lora_alpha=8.0,
                   min_pairs=1, sampler="transformers"),
+    # The anchor keeps the 135M model near real human chat: without it five default rounds
+    # raised the canary's perplexity by up to +147% (README, "Alignment rounds").
     "default": dict(n_prompts=32, k=4, max_pairs_per_prompt=2, max_steps=24, batch_size=4,
                     learning_rate=5e-4, sample_max_tokens=32, max_length=128, save_steps=8,
-                    verdict_prompts=0, verdict_seeds=1),
+                    verdict_prompts=0, verdict_seeds=1, anchor="chitchat", anchor_weight=0.5),
 }
 
 

@@ -22,6 +22,9 @@ def test_defaults_follow_the_paper():
     assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.beta) == (16, 32.0, 0.1, 0.1)
     assert set(c.lora_targets) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert c.margin is None and c.margin_std == 0.5
+    # beyond the paper: the default round anchors the small model to real human chat
+    assert (c.anchor, c.anchor_weight) == ("chitchat", 0.5)
+    assert dpo.DPORoundConfig().anchor == "off"  # an explicit choice, not the class default
 
 
 @pytest.mark.parametrize("over, msg", [
@@ -33,6 +36,7 @@ def test_defaults_follow_the_paper():
     ({"batch_size": 2.5}, "whole number"),
     ({"nonsense": 1}, "unknown setting"),
     ({"use_ratings": "yes"}, "true or false"),
+    ({"anchor": "wikipedia"}, "anchor"),
     ({"lora_targets": []}, "lora_targets"),
 ])
 def test_out_of_range_is_refused(over, msg):
