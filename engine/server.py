@@ -238,8 +238,10 @@ def register_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.malloc_tuning import tune
     from engine.protocol import MAX_LINE_BYTES
 
+    tune()  # before any thread: jobs (training) run on worker threads
     register_commands()
 
     out = take_protocol_channel()

@@ -144,8 +144,12 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
 
     import torch
 
+    from engine.malloc_tuning import tune
     from engine.training import policy
 
+    # The engine's allocator settings (engine.malloc_tuning) apply to the whole process,
+    # so the plain script below gets them too: a stricter baseline than its defaults.
+    malloc_tuned = tune()
     threads = policy.set_threads(threads)
     base = policy.resolve(model_source)
     model, tok = policy.load(base)
@@ -154,21 +158,32 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
     callback_s = 0.0
     # a plain script's Trainer prints its logs; keep stdout for our one JSON line
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
+        # An untimed warm-up: the first trainer of a process pays one-off costs (lazy
+        # imports, tokenisation caches, allocator growth) that would land on "plain".
+        torch.manual_seed(0)
+        _, model = _plain(model, tok, ds, f"{tmp}/warmup", 1, batch)
+        order = ["plain", "thread", "ours"]
+        positions: dict[str, list[int]] = {k: [] for k in order}
         for r in range(repeats):
-            torch.manual_seed(r)
-            dt, model = _plain(model, tok, ds, f"{tmp}/plain{r}", steps, batch)
-            plain.append(dt)
-            torch.manual_seed(r)
-            dt, model = _in_thread(lambda: _plain(model, tok, ds, f"{tmp}/thread{r}", steps, batch))
-            threaded.append(dt)
-            for probe in PROBES:
-                probe("start")
-            torch.manual_seed(r)
-            dt, model, spent = _ours(model, tok, ds, f"{tmp}/ours{r}", steps, batch)
-            callback_s += spent
-            ours.append(dt)
-            for probe in PROBES:
-                extra.update(probe("stop") or {})
+            # The order rotates each repeat (plain, thread, ours; thread, ours, plain; ...):
+            # runs later in a repeat measured slower, and a fixed order put that on ours.
+            for pos, which in enumerate(order[r % 3:] + order[:r % 3]):
+                torch.manual_seed(r)
+                positions[which].append(pos)
+                if which == "plain":
+                    dt, model = _plain(model, tok, ds, f"{tmp}/plain{r}", steps, batch)
+                    plain.append(dt)
+                elif which == "thread":
+                    dt, model = _in_thread(lambda: _plain(model, tok, ds, f"{tmp}/thread{r}", steps, batch))
+                    threaded.append(dt)
+                else:
+                    for probe in PROBES:
+                        probe("start")
+                    dt, model, spent = _ours(model, tok, ds, f"{tmp}/ours{r}", steps, batch)
+                    callback_s += spent
+                    ours.append(dt)
+                    for probe in PROBES:
+                        extra.update(probe("stop") or {})
     p, t, o = statistics.median(plain), statistics.median(threaded), statistics.median(ours)
     return {"model": base.source, "steps": steps, "batch_size": batch, "repeats": repeats, "threads": threads,
             "plain_s_per_step": round(p / steps, 4), "plain_thread_s_per_step": round(t / steps, 4),
@@ -177,7 +192,8 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
             "ratio": round(o / p, 4), "overhead_ratio": round(o / t, 4), "target_ratio": 1.05,
             "within_target": o / p <= 1.05 and o / t <= 1.05,
             "plain_runs_s": [round(x, 2) for x in plain], "plain_thread_runs_s": [round(x, 2) for x in threaded],
-            "ours_runs_s": [round(x, 2) for x in ours],
+            "ours_runs_s": [round(x, 2) for x in ours], "positions_in_repeat": positions,
+            "malloc_tuned": malloc_tuned,
             "note": "ratio: ours vs a plain script on the main thread; overhead_ratio: ours vs the same "
                     "plain trainer on a worker thread, which isolates our callback and protocol cost "
                     "(on a busy machine, torch's 2-thread kernels ran several times slower on the main "
