@@ -367,6 +367,8 @@ class TrainingView(QWidget):
         self.cancel_button.setEnabled(running and not self.cancelling)
         self.resume_button.setVisible(not running and self.resume_row is not None)
         self.resume_button.setEnabled(ready)
+        waiting = ("Waiting for the engine…", "The engine is not running; restart it from the Engine menu.")
         if not ready and not running and self.run_kind is None:
-            self.run_detail.setText("Waiting for the engine…" if self.client.state == "starting"
-                                    else "The engine is not running; restart it from the Engine menu.")
+            self.run_detail.setText(waiting[0] if self.client.state == "starting" else waiting[1])
+        elif ready and not running and self.run_detail.text() in waiting:
+            self.run_detail.setText("Choose a round type and its settings, then start.")

@@ -302,3 +302,17 @@ def test_after_an_engine_crash_the_round_can_be_resumed_once_it_is_back(view):
     assert view.resume_button.isVisible() and view.resume_row["id"] == "r7"
     view.resume_button.click()
     assert client.last("round.start")[1] == {"kind": "dpo", "config": {"resume": "r7"}}
+
+
+def test_the_waiting_line_goes_once_the_engine_is_ready(qtbot):
+    from studio.training_view import TrainingView
+
+    client = FakeClient()
+    client.state = "starting"
+    v = TrainingView(client, redraw_ms=50)
+    qtbot.addWidget(v)
+    v.on_engine_state("starting")
+    assert "Waiting for the engine" in v.run_detail.text()
+    client.state = "ready"
+    v.on_engine_state("ready")
+    assert "Waiting" not in v.run_detail.text() and "start" in v.run_detail.text()
