@@ -91,7 +91,7 @@ PRESETS = {
     # raised the canary's perplexity by up to +147% (README, "Alignment rounds").
     "default": dict(n_prompts=32, k=4, max_pairs_per_prompt=2, max_steps=24, batch_size=4,
                     learning_rate=5e-4, sample_max_tokens=32, max_length=128, save_steps=8,
-                    verdict_prompts=0, verdict_seeds=1, anchor="chitchat", anchor_weight=0.5),
+                    verdict_prompts=0, verdict_seeds=1, anchor="chitchat", anchor_weight=0.25),
 }
 
 

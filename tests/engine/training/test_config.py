@@ -23,7 +23,7 @@ def test_defaults_follow_the_paper():
     assert set(c.lora_targets) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert c.margin is None and c.margin_std == 0.5
     # beyond the paper: the default round anchors the small model to real human chat
-    assert (c.anchor, c.anchor_weight) == ("chitchat", 0.5)
+    assert (c.anchor, c.anchor_weight) == ("chitchat", 0.25)
     assert dpo.DPORoundConfig().anchor == "off"  # an explicit choice, not the class default
 
 
