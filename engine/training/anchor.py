@@ -17,6 +17,7 @@ again, so neither canary is the anchor's training data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from dataclasses import dataclass
@@ -30,16 +31,23 @@ def _heldout(chat_id: str) -> bool:
     return int(hashlib.sha256(chat_id.encode()).hexdigest()[:8], 16) % HELDOUT_SHARE == 0
 
 
+@functools.lru_cache(maxsize=1)
+def _corpus() -> tuple:
+    """The corpus's chats, parsed once per process (about a second): a round reads
+    them for its anchor and again for the verdict's second canary."""
+    from engine.scoring.chitchat import chitchat_chats
+
+    return tuple(chitchat_chats())
+
+
 def human_exchanges(split: str, n: int, seed: int = 0, context: int = 2,
                     max_chars: int = 300) -> list[list[dict]]:
     """``n`` chat snippets from one split ("train" or "heldout") as chat messages:
     ``context`` earlier turns (the other person as user, the replier as
     assistant), then the replier's real next message as the last assistant turn."""
-    from engine.scoring.chitchat import chitchat_chats
-
     if split not in ("train", "heldout"):
         raise BadRequest("split must be train or heldout")
-    chats = [c for c in chitchat_chats() if _heldout(c[0]) == (split == "heldout")]
+    chats = [c for c in _corpus() if _heldout(c[0]) == (split == "heldout")]
     rng = random.Random(seed)
     rng.shuffle(chats)
     out: list[list[dict]] = []

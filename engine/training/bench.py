@@ -165,8 +165,8 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
         order = ["plain", "thread", "ours"]
         positions: dict[str, list[int]] = {k: [] for k in order}
         for r in range(repeats):
-            # The order rotates each repeat (plain, thread, ours; thread, ours, plain; ...):
-            # runs later in a repeat measured slower, and a fixed order put that on ours.
+            # The order rotates each repeat (plain, thread, ours; thread, ours, plain; ...),
+            # so no place in a repeat favours one setting.
             for pos, which in enumerate(order[r % 3:] + order[:r % 3]):
                 torch.manual_seed(r)
                 positions[which].append(pos)
@@ -196,5 +196,5 @@ def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, r
             "malloc_tuned": malloc_tuned,
             "note": "ratio: ours vs a plain script on the main thread; overhead_ratio: ours vs the same "
                     "plain trainer on a worker thread, which isolates our callback and protocol cost "
-                    "(on a busy machine, torch's 2-thread kernels ran several times slower on the main "
-                    "thread than on a worker thread)", **extra}
+                    "(with glibc's default allocator a worker thread ran the same steps about 15% slower "
+                    "than the main thread; see engine/malloc_tuning.py)", **extra}
