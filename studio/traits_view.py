@@ -278,8 +278,9 @@ class TraitsView(QWidget):
         def refreshed(config: dict) -> None:
             self.on_config(config, select_w=saved)
             if saved:
-                used = (config.get("default") or {}).get("weights") == saved
-                self.sig_status.emit(f"Fit saved as {saved}; " + ("new replies are scored with it." if used else
-                                     "replies keep their default weights (it was fitted on another judge)."))
+                default = (config.get("default") or {}).get("weights")
+                self.sig_status.emit(
+                    f"Fit saved as {saved}; choose it as a round's Weights to train on it. Reply badges keep "
+                    f"the default {default}, the same on every machine.")
 
         self.calls.call("score.config", on_result=refreshed, on_error=self.on_engine_error)

@@ -30,7 +30,7 @@ def choose_backend(spec: ModelSpec) -> tuple[str, str, Path, str | None]:
         elif adapter_kind == "peft":
             gguf_twin = sorted(Path(adapter_path).glob("*.gguf"))
             if gguf_twin:  # rounds write a GGUF LoRA beside the PEFT files
-                adapter_path = str(gguf_twin[0])
+                adapter_path, adapter_kind = str(gguf_twin[0]), "gguf"
                 backend = "llamacpp"
             else:
                 backend = "transformers"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,11 +129,41 @@ def check_hf_folder(path: Path) -> None:
         raise ModelFileError(f"{path} has no .safetensors weights.")
 
 
-def check_adapter_path(adapter: str) -> tuple[str, Path]:
-    """Return ("peft" | "gguf", path) for an adapter, or raise AdapterError."""
+# A round's adapter id (hex, as rounds.new_id makes them) or a unique prefix of one.
+ADAPTER_ID = re.compile(r"[0-9a-f]{4,64}")
+
+
+def resolve_adapter_ref(adapter: str) -> Path:
+    """The path an adapter reference names: a PEFT folder, a GGUF LoRA file, or the id
+    (or a unique prefix of the id) of an adapter a round saved in the data folder."""
     path = Path(os.path.expanduser(adapter))
-    if not path.exists():
-        raise AdapterError(f"Adapter not found: {path}", kind="adapter_missing")
+    try:
+        if path.exists():
+            return path
+    except OSError as exc:
+        raise AdapterError(f"Adapter path cannot be opened ({exc.strerror}): {adapter[:200]}",
+                           kind="adapter_missing") from None
+    if ADAPTER_ID.fullmatch(adapter):
+        from engine.paths import adapters_dir
+
+        root = adapters_dir()
+        if (root / adapter).is_dir():
+            return root / adapter
+        found = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(adapter))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise AdapterError(f"Adapter id {adapter!r} is ambiguous: it starts {len(found)} saved adapters "
+                               f"({', '.join(p.name for p in found[:4])}); give more of it.",
+                               kind="adapter_missing")
+    raise AdapterError(f"Adapter not found: {adapter[:500]} (neither a file, a folder, nor the id of a "
+                       "saved adapter)", kind="adapter_missing")
+
+
+def check_adapter_path(adapter: str) -> tuple[str, Path]:
+    """Return ("peft" | "gguf", path) for an adapter (a path or a saved adapter's id),
+    or raise AdapterError."""
+    path = resolve_adapter_ref(adapter)
     if path.is_dir():
         if not (path / "adapter_config.json").is_file():
             raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json).")

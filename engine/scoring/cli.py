@@ -18,7 +18,7 @@ from engine.errors import EngineError
 from engine.scoring.importers import load_any
 from engine.scoring.judges import RatingError, available_judges, get_judge
 from engine.scoring.score import score_ratings
-from engine.scoring.traits import load_questionnaire, load_weights
+from engine.scoring.traits import load_questionnaire, saved_path
 
 
 def _emit(obj: dict, as_json: bool, text: str | None = None) -> None:
@@ -45,10 +45,22 @@ def _judge(args, questionnaire):
                      **_judge_opts(args))
 
 
+def _weights(args, judge):
+    """The weights ``--weights`` names (``auto``: the one policy in engine.scoring.defaults);
+    says on stderr when they were not fitted on this judge's own ratings."""
+    from engine.scoring.defaults import mismatch_note, resolve_weights
+
+    w = resolve_weights(judge.judge_id, args.weights)
+    note = mismatch_note(w, judge.judge_id)
+    print(f"hal: scoring with {judge.judge_id} and {w.ref}" + (f". Note: {note}" if note else ""),
+          file=sys.stderr)
+    return w
+
+
 def cmd_score(args) -> int:
     q = load_questionnaire(args.questionnaire)
-    w = load_weights(args.weights)
     judge = _judge(args, q)
+    w = _weights(args, judge)
     data = load_any(args.path)
     for p in data.problems:
         _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
@@ -113,6 +125,8 @@ def cmd_fit(args) -> int:
         saved = save_fit(report, q, judge=judge.judge_id, source=str(args.path), config=config,
                          weights_id=args.save_as)
         report["saved_weights"] = saved.ref
+        report["saved_id"] = saved.id
+        report["saved_path"] = str(saved_path(saved))
     _emit(report, args.json, json.dumps(report, indent=1))
     return 0
 
@@ -157,7 +171,7 @@ def cmd_compare(args) -> int:
     before, after = load_any(args.before), load_any(args.after)
     for p in [*before.problems, *after.problems]:
         _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
-    report = compare_sets(before.dialogues, after.dialogues, judge, load_weights(args.weights))
+    report = compare_sets(before.dialogues, after.dialogues, judge, _weights(args, judge))
     _emit(report, args.json, json.dumps(report, indent=1))
     return 0
 
@@ -211,7 +225,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("score", help="score each rated speaker of a file")
     p.add_argument("path", help="Turing CSV, before/after CSV or JSONL dialogues")
     p.add_argument("--judge", default="lexical", choices=judges)
-    p.add_argument("--weights", default="hal16_published", help="weights id, id@version or file")
+    p.add_argument("--weights", default="auto",
+                   help="weights id, id@version, a weights file or the saved output of hal fit --json "
+                        "(auto: the shipped weights fitted on this judge; see engine/scoring/defaults.py)")
     _common(p)
     p.set_defaults(func=_guarded(cmd_score))
 
@@ -257,7 +273,9 @@ def register(subparsers) -> None:
     p.add_argument("before")
     p.add_argument("after")
     p.add_argument("--judge", default="lexical", choices=judges)
-    p.add_argument("--weights", default="hal16_published", help="weights id, id@version or file")
+    p.add_argument("--weights", default="auto",
+                   help="weights id, id@version, a weights file or the saved output of hal fit --json "
+                        "(auto: the shipped weights fitted on this judge; see engine/scoring/defaults.py)")
     _common(p)
     p.set_defaults(func=_guarded(cmd_compare))
 

@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import BadRequest
+from engine.scoring.defaults import DEFAULT_JUDGE, resolve_weights
 from engine.scoring.dialogue import Dialogue, Turn
 from engine.scoring.judges import Judge, RatingError, get_judge
 from engine.scoring.score import Score
-from engine.scoring.traits import (Questionnaire, Weights, list_weights, load_questionnaire,
-                                   load_weights)
+from engine.scoring.traits import Questionnaire, Weights, load_questionnaire
 from engine.store import new_id, now
 
-DEFAULT_JUDGE = "lexical"
-UNFITTED = "hal32_equal"  # resources/weights: every trait counts the same
 SCORABLE_JUDGES = ("lexical", "distilled", "llm", "api")  # judges that can rate a new reply
 
 _judges: dict[tuple, Judge] = {}
@@ -62,22 +60,6 @@ class Choice:
                 "weights_match_judge": self.matches_judge, "weights_note": self.note}
 
 
-def fitted_weights(judge_id: str) -> Weights | None:
-    """The newest weights fitted on this very judge's ratings (``fit-<judge>`` preferred)."""
-    base = judge_id.split("@")[0].split(":")[0]
-    found = []
-    for ref in list_weights():
-        try:
-            w = load_weights(ref)
-        except Exception:  # a damaged file must not stop scoring with the others
-            continue
-        if w.fitted_on.get("judge") == judge_id:
-            found.append(w)
-    if not found:
-        return None
-    return max(found, key=lambda w: (w.id == f"fit-{base}", int(w.version or 0)))
-
-
 def weights_note(weights: Weights, judge: Judge) -> tuple[bool, str]:
     """Whether ``weights`` were fitted on this judge's ratings, and what that means, in words."""
     fitted_by = str(weights.fitted_on.get("judge") or "")
@@ -105,20 +87,17 @@ def choose(judge: str | None = None, questionnaire: str | None = None, weights: 
            model: str | None = None) -> Choice:
     """Resolve a request's judge, questionnaire and weights ("auto" = the defaults).
 
-    Default weights: the newest fitted on this judge's own ratings. Without
-    them, equal weights, not the published ones: those were fitted on GPT-5's
-    ratings, and on the lexical judge's scale they rank a casual reply below a
-    stiff one (slang, lower case and idiom carry negative weights there).
+    Default weights: one policy for badges, rounds and the CLI
+    (``engine.scoring.defaults``): the shipped weights fitted on this judge's
+    own ratings; never the published ones unless asked for by name (those were
+    fitted on GPT-5's ratings and misorder the lexical judge's).
     """
     name = judge or DEFAULT_JUDGE
     if name not in SCORABLE_JUDGES:
         raise BadRequest(f"the {name!r} judge cannot rate a new reply",
                          detail="use one of: " + ", ".join(SCORABLE_JUDGES))
     probe = judge_for(name, load_questionnaire(questionnaire or "hal32"), model)
-    if weights in (None, "", "auto"):
-        w = fitted_weights(probe.judge_id) or load_weights(UNFITTED)
-    else:
-        w = load_weights(weights)
+    w = resolve_weights(probe.judge_id, weights)
     q = probe.questionnaire
     if not questionnaire and w.questionnaire:
         try:

@@ -196,7 +196,13 @@ def _resolve(kind: str, ref: str) -> dict:
         path = Path(ref)
         if not path.is_file():
             raise BadRequest(f"no such {kind[:-1]} file: {ref}")
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest(f"{ref} is not a readable JSON {kind[:-1]} file: {exc}") from None
+        if kind == "weights" and isinstance(data, dict) and data.get("format") != W_FORMAT:
+            return _weights_from_fit_output(data, ref)
+        return data
     want_id, _, want_version = ref.partition("@")
     matches = [d for d, _ in _candidates(kind) if str(d.get("id")) == want_id]
     if want_version:
@@ -205,6 +211,22 @@ def _resolve(kind: str, ref: str) -> dict:
         known = sorted({f"{d.get('id')}@{d.get('version')}" for d, _ in _candidates(kind)})
         raise BadRequest(f"unknown {kind[:-1]} {ref!r}", detail="known: " + ", ".join(known))
     return max(matches, key=lambda d: int(d.get("version") or 0))
+
+
+def _weights_from_fit_output(data: dict, ref: str) -> dict:
+    """``hal fit --json`` output saved to a file: the weights it saved (``saved_path``
+    or ``saved_weights``), or its own weights and bias when it saved none."""
+    saved = data.get("saved_path")
+    if isinstance(saved, str) and Path(saved).is_file():
+        return json.loads(Path(saved).read_text(encoding="utf-8"))
+    if isinstance(data.get("saved_weights"), str):
+        return _resolve("weights", data["saved_weights"])
+    if isinstance(data.get("weights"), dict) and "bias" in data:
+        return {"format": W_FORMAT, "format_version": 1, "id": Path(ref).stem, "version": None,
+                "name": f"Fit from {Path(ref).name}", "weights": data["weights"], "bias": data["bias"],
+                "questionnaire": data.get("questionnaire", ""),
+                "fitted_on": {"judge": data.get("judge", ""), "source": ref}}
+    raise BadRequest(f"{ref} is neither a weights file nor the output of hal fit --json")
 
 
 def _next_version(kind: str, item_id: str) -> int:
@@ -238,12 +260,39 @@ def save_questionnaire(q: Questionnaire, new_id: str | None = None) -> Questionn
     return _save("questionnaires", q, new_id)
 
 
+def saved_path(item) -> Path:
+    """Where a saved weights (or questionnaire) version lives in the data folder."""
+    kind = "weights" if isinstance(item, Weights) else "questionnaires"
+    return paths.data_dir() / kind / f"{item.id}@{item.version}.json"
+
+
 def save_weights(w: Weights, new_id: str | None = None) -> Weights:
     return _save("weights", w, new_id)
 
 
 def list_questionnaires() -> list[str]:
     return sorted({f"{d.get('id')}@{d.get('version')}" for d, _ in _candidates("questionnaires")})
+
+
+def _weights_in(folder: Path) -> list[Weights]:
+    out = []
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            try:
+                out.append(Weights.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+            except Exception:  # a damaged file must not hide the others
+                continue
+    return out
+
+
+def bundled_weights() -> list[Weights]:
+    """The weights shipped in resources/weights."""
+    return _weights_in(_bundled("weights"))
+
+
+def user_weights() -> list[Weights]:
+    """The weights saved in the data folder (fits, edits)."""
+    return _weights_in(paths.data_dir() / "weights")
 
 
 def list_weights() -> list[str]:

@@ -127,28 +127,29 @@ class ScoringReward:
 
 
 def pick_weights(judge: str, weights: str) -> str:
-    """"auto": the newest weights fitted on this judge's own ratings (``hal fit``
-    saves them as fit-<judge>), else the published ones, which were fitted on
-    GPT-5's ratings and suit other judges less well."""
+    """"auto": the one policy of ``engine.scoring.defaults`` (the shipped weights
+    fitted on this judge's own ratings), the same as the reply badges use."""
     if weights != "auto":
         return weights
-    from engine.scoring.traits import load_weights
+    from engine.scoring.defaults import default_weights
+    from engine.scoring.judges import get_judge
+    from engine.scoring.traits import load_questionnaire
 
-    try:
-        return load_weights(f"fit-{judge}").ref
-    except BadRequest:
-        return "hal16_published"
+    judge_id = get_judge(judge, questionnaire=load_questionnaire("hal32"), cache=False).judge_id
+    return default_weights(judge_id).ref
 
 
 def load_reward(judge: str = "auto", weights: str = "auto") -> Reward:
-    """"auto" picks the engine's lexical judge when present, else the surface judge."""
+    """"auto" is the default judge of ``engine.scoring.defaults`` (the badge's), else the surface judge."""
     if judge == "surface":
         weights = weights if weights != "auto" else "hal16_published"
         return SurfaceReward(weights)
     if judge == "auto":
         if importlib.util.find_spec("engine.scoring.judges") is None:
             return SurfaceReward(weights)
-        judge = "lexical"
+        from engine.scoring.defaults import DEFAULT_JUDGE
+
+        judge = DEFAULT_JUDGE
     try:
         return ScoringReward(judge, pick_weights(judge, weights))
     except ImportError as exc:

@@ -248,13 +248,25 @@ def list_adapters(store, usable_only: bool = True) -> list[dict]:
 
 
 def get_adapter(store, adapter_id: str) -> dict:
-    """An adapter row by id (a path to a PEFT folder is accepted too)."""
+    """An adapter row by id; a unique prefix of an id, its folder or its GGUF LoRA file
+    are accepted too (an adapter folder that was never listed gives an unlisted row)."""
+    from engine.models.spec import resolve_adapter_ref
+
     rows = list(store.db["adapters"].rows_where("id = ?", [adapter_id]))
-    if not rows and Path(adapter_id).is_dir():
-        return {"id": None, "peft_path": str(Path(adapter_id)), "gguf_path": next(
-            (str(p) for p in Path(adapter_id).glob("*.gguf")), None), "lineage": {}}
     if not rows:
-        raise EngineError(f"no adapter {adapter_id!r}", kind="not_found")
+        try:
+            path = resolve_adapter_ref(adapter_id)
+        except EngineError as exc:
+            raise EngineError(f"no adapter {adapter_id!r}: {exc.message}", kind="not_found") from None
+        folder = path.parent if path.is_file() else path
+        rows = list(store.db["adapters"].rows_where("id = ? OR peft_path = ?",
+                                                    [folder.name, str(folder)]))
+        if not rows:
+            if not (folder / "adapter_config.json").is_file():
+                raise EngineError(f"{folder} is not a PEFT adapter folder (no adapter_config.json)",
+                                  kind="not_found")
+            return {"id": None, "peft_path": str(folder), "gguf_path": next(
+                (str(p) for p in sorted(folder.glob("*.gguf"))), None), "lineage": {}}
     row = dict(rows[0])
     row["lineage"] = json.loads(row["lineage"] or "{}")
     return row

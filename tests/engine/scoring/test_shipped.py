@@ -1,0 +1,54 @@
+"""The numbers shipped in resources/ are what our own fit makes of the reference
+data, hold only numbers, and are what a newcomer's scores use."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.scoring import shipped
+from engine.scoring.defaults import default_weights, mismatch_note
+from engine.scoring.judges import get_judge
+from engine.scoring.traits import load_questionnaire
+
+
+def _has_reference_data() -> bool:
+    try:
+        shipped.turing_file()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _has_reference_data(), reason="the paper's reference data is not beside the checkout")
+@pytest.mark.parametrize("item", shipped.SHIPPED_WEIGHTS, ids=lambda i: i.id)
+def test_a_rebuild_matches_what_is_shipped(item):
+    shipped_now = json.loads(shipped.weights_path(item).read_text(encoding="utf-8"))
+    assert shipped.differences(shipped.build_weights(item), shipped_now) == []
+
+
+def test_differences_sees_a_changed_number():
+    item = shipped.SHIPPED_WEIGHTS[0]
+    now = json.loads(shipped.weights_path(item).read_text(encoding="utf-8"))
+    changed = json.loads(json.dumps(now))
+    changed["weights"]["2"] += 0.01
+    assert shipped.differences(now, changed) and not shipped.differences(now, now)
+
+
+@pytest.mark.parametrize("item", shipped.SHIPPED_WEIGHTS, ids=lambda i: i.id)
+def test_shipped_files_hold_numbers_and_our_own_words_only(item):
+    data = json.loads(shipped.weights_path(item).read_text(encoding="utf-8"))
+    assert all(isinstance(v, float) for v in data["weights"].values()) and isinstance(data["bias"], float)
+    assert data["name"] == item.name and data["description"] == item.description
+    assert data["fitted_on"]["source"] == shipped.TURING_FILE  # a file name, no path, no content
+
+
+def test_a_newcomer_scores_with_the_shipped_fit_of_the_default_judge(tmp_path, monkeypatch):
+    monkeypatch.setenv("HAL_SHARED_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("HAL_STUDIO_DATA", str(tmp_path / "fresh"))
+    judge = get_judge("lexical", questionnaire=load_questionnaire("hal32"), cache=False)
+    w = default_weights(judge.judge_id)
+    # fails when the judge's rules change without a rebuild of the shipped weights
+    assert w.id == "lexical_turing" and mismatch_note(w, judge.judge_id) is None
+    assert w.metrics["cv_accuracy"] > 0.8
