@@ -34,6 +34,8 @@ OPEN_SECTIONS = ("Model and reward", "Training")
 HIDDEN = ("resume",)  # the Resume button sets it
 # Settings that name an adapter: an editable list of the trained ones.
 ADAPTER_FIELDS = {"continue_adapter": "none: a new LoRA on the base"}
+# Settings that name a judge or saved weights: a list of what exists (score.config), "auto" first.
+SCORING_FIELDS = ("judge", "weights")
 ERROR_STYLE = "QLineEdit { border: 1px solid #c53030; background: #fff5f5; }"
 
 
@@ -171,6 +173,11 @@ class RoundForm(QScrollArea):
             editor.setEditable(True)
             editor.addItem(ADAPTER_FIELDS[field["name"]], "")
             editor.currentTextChanged.connect(lambda _t, n=field["name"]: self._check(n))
+        elif field["name"] in SCORING_FIELDS and kind == "str" and not field.get("choices"):
+            editor = QComboBox()
+            editor.setEditable(True)  # an id@version typed by hand still works
+            editor.addItem("auto", "auto")
+            editor.currentTextChanged.connect(lambda _t, n=field["name"]: self._check(n))
         elif kind == "bool":
             editor = QCheckBox()
             editor.toggled.connect(lambda _on, n=field["name"]: self._check(n))
@@ -236,6 +243,33 @@ class RoundForm(QScrollArea):
             editor.addItem(empty_text, "")
             for row in adapters:
                 editor.addItem(f"{row.get('name') or 'adapter'} · {str(row['id'])[:8]}", row["id"])
+            editor.blockSignals(False)
+            self.set_value(name, keep)
+
+    def set_scoring(self, config: dict) -> None:
+        """Offer the judges and saved weights that exist (``score.config``), "auto" explained first."""
+        default = config.get("default") or {}
+        items = {
+            "judge": [("auto", f"auto: {str(default.get('judge', 'lexical')).split('@')[0]}, the judge "
+                               "that scores reply badges")]
+            + [(j["name"], j["name"] + (f": {j['note']}" if j.get("note") else ""))
+               for j in config.get("judges") or [] if j.get("available", True) and j.get("score")],
+            "weights": [("auto", f"auto: {default.get('weights', 'the shipped fit')}, fitted on the "
+                                 "judge's own ratings, the same on every machine")]
+            + [(w["ref"], w["ref"] + (f" · fitted on {w['fitted_on_judge']}" if w.get("fitted_on_judge") else
+                                      " · not fitted")
+                + (f" · {w['cv_accuracy']:.0%}" if isinstance(w.get("cv_accuracy"), (int, float)) else ""))
+               for w in config.get("weights") or []],
+        }
+        for name, choices in items.items():
+            editor = self.editors.get(name)
+            if not isinstance(editor, QComboBox) or name not in SCORING_FIELDS:
+                continue
+            keep = self.value(name)
+            editor.blockSignals(True)
+            editor.clear()
+            for data, text in choices:
+                editor.addItem(text, data)
             editor.blockSignals(False)
             self.set_value(name, keep)
 

@@ -107,6 +107,7 @@ class RoundSettings(QFrame):
         adapters = getattr(self, "_adapters", [])
         self.form.build(info.get("fields") or [], self._preset_values())
         self.form.set_adapters(adapters)
+        self.form.set_scoring(getattr(self, "_scoring", {}))
         self.on_preset_changed()
 
     def _preset_values(self) -> dict | None:
@@ -126,6 +127,11 @@ class RoundSettings(QFrame):
     def set_adapters(self, rows: list[dict]) -> None:
         self._adapters = list(rows)
         self.form.set_adapters(rows)
+
+    def set_scoring(self, config: dict) -> None:
+        """The judges and weights the engine has (``score.config``), for the Judge and Weights fields."""
+        self._scoring = dict(config)
+        self.form.set_scoring(config)
 
     # -- state -------------------------------------------------------------------------------
     def on_validity_changed(self, *_args) -> None:

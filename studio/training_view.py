@@ -150,6 +150,7 @@ class TrainingView(QWidget):
             return
         self._ask("adapter.list", {}, "adapters")
         self._ask("round.list", {"limit": 50}, "rounds")
+        self._ask("score.config", {}, "scoring")
 
     def on_result(self, cid: str, content: dict) -> None:
         if cid == self.run_id:
@@ -161,6 +162,8 @@ class TrainingView(QWidget):
         elif purpose == "adapters":
             self.adapters.set_adapters(content.get("adapters") or [])
             self.settings.set_adapters(content.get("adapters") or [])
+        elif purpose == "scoring":
+            self.settings.set_scoring(content)
         elif purpose == "export":
             self.history.note.setText(f"Exported to {content.get('folder')}: run launch.sh there "
                                       "(NUM_GPUS=8 MODEL=... ./launch.sh)")
@@ -178,6 +181,8 @@ class TrainingView(QWidget):
             self.settings.form_error.setText(f"Could not read the round types: {content.get('message')}")
         elif purpose == "export":
             self.history.note.setText(f"Export failed: {content.get('message')}")
+        elif purpose == "scoring":
+            pass  # an engine without scoring commands: Judge and Weights keep "auto" and free text
         elif purpose is not None:
             self.run_detail.setText(f"Could not read the {purpose}: {content.get('message')}")
 

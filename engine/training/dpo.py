@@ -31,9 +31,9 @@ class PairSettings:
     margin_std: float = opt(0.5, "the gap in standard deviations of all scores (the paper: 0.5)", 0.0, 10.0)
     max_pairs_per_prompt: int = opt(0, "keep at most this many pairs per prompt, widest gaps first (0 = all)",
                                     0, 1000)
-    judge: str = opt("auto", "judge for the score: auto (lexical if installed), lexical, distilled, surface")
-    weights: str = opt("auto", "trait weights (id or id@version); auto = fitted on this judge "
-                                "if saved, else the published ones")
+    judge: str = opt("auto", "judge for the score: auto (the reply badges' judge, lexical), lexical, distilled, surface")
+    weights: str = opt("auto", "trait weights (id, id@version or file); auto = the shipped weights "
+                                "fitted on this judge's own ratings, as reply badges use")
     use_ratings: bool = opt(True, "add the researcher's decisive ratings as pairs")
     likely_weight: float = opt(0.5, "weight of a 'likely' verdict", 0.0, 10.0)
     certainly_weight: float = opt(1.0, "weight of a 'certainly' verdict", 0.0, 10.0)

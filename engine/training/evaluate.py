@@ -18,8 +18,8 @@ class EvalConfig:
     verdict_seeds: int = opt(1, "replies per prompt and model, same seeds for both", 1, 64)
     verdict_max_tokens: int = opt(48, "longest verdict reply in tokens", 4, 4096)
     judge: str = opt("auto", "judge for the score")
-    weights: str = opt("auto", "trait weights (id or id@version); auto = fitted on this judge "
-                                "if saved, else the published ones")
+    weights: str = opt("auto", "trait weights (id, id@version or file); auto = the shipped weights "
+                                "fitted on this judge's own ratings, as reply badges use")
     sampler: str = opt("auto", "what samples replies", choices=("auto", "llamacpp", "transformers"))
     sample_threads: int = opt(0, "llama.cpp threads (0 = auto)", 0, 256)
     threads: int = opt(0, "torch threads (0 = auto)", 0, 256)

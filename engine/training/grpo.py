@@ -31,8 +31,8 @@ class GRPORoundConfig(TrainSettings, LoraSettings, VerdictSettings):
     prompts: str = opt("bundled", "prompt set (its train split)")
     n_prompts: int = opt(0, "training prompts (0 = all)", 0, 1_000_000)
     judge: str = opt("auto", "judge for the human-likeness reward")
-    weights: str = opt("auto", "trait weights (id or id@version); auto = fitted on this judge "
-                                "if saved, else the published ones")
+    weights: str = opt("auto", "trait weights (id, id@version or file); auto = the shipped weights "
+                                "fitted on this judge's own ratings, as reply badges use")
     reward_model: str = opt("", "a learned reward model (adapter id or folder) added as a second reward")
     reward_model_weight: float = opt(0.5, "weight of the learned reward against the score", 0.0, 100.0)
     num_generations: int = opt(4, "replies per prompt in a group", 2, 64)

@@ -125,6 +125,32 @@ def test_form_builds_from_described_fields_and_validates(qtbot):
     assert form.overrides() == {}
 
 
+def test_judge_and_weights_are_choices_of_what_exists_with_auto_explained(view):
+    """The round form lists the engine's judges and saved weights (score.config), not free text."""
+    from engine.training.dpo import DPORoundConfig
+    from engine.training.config import describe
+
+    cid, _ = view.client.last("score.config")
+    view.client.sig_result.emit(cid, {
+        "judges": [{"name": "lexical", "available": True, "score": True, "note": "surface features"},
+                   {"name": "precomputed", "available": True, "score": False}],
+        "weights": [{"ref": "lexical_turing@1", "fitted_on_judge": "lexical@1", "cv_accuracy": 0.85},
+                    {"ref": "hal32_equal@1"}],
+        "default": {"judge": "lexical@1", "weights": "lexical_turing@1"}})
+    view.settings.set_kinds([{"kind": "dpo", "title": "DPO", "presets": ["default"],
+                              "fields": describe(DPORoundConfig)}])
+    form = view.form
+    judge, weights = form.editors["judge"], form.editors["weights"]
+    assert [judge.itemData(i) for i in range(judge.count())] == ["auto", "lexical"]
+    assert "reply badges" in judge.itemText(0)
+    assert [weights.itemData(i) for i in range(weights.count())] == ["auto", "lexical_turing@1", "hal32_equal@1"]
+    assert "lexical_turing@1" in weights.itemText(0) and "85%" in weights.itemText(1)
+    assert "not fitted" in weights.itemText(2)
+    assert form.value("weights") == "auto" and form.overrides() == {}
+    weights.setCurrentIndex(1)
+    assert form.overrides() == {"weights": "lexical_turing@1"}
+
+
 def test_metrics_are_buffered_and_drawn_by_the_timer(view, qtbot):
     view.on_start()
     run = view.run_id
