@@ -42,7 +42,21 @@ def _ci(ci, signed: bool = False) -> str:
 
 
 def headline(verdict: dict) -> tuple[str, str]:
-    """(sentence, colour): the difference and whether its interval clears zero."""
+    """(sentence, colour). A verdict with an evaluator's checks (``headline``) says "sounds
+    more human" only when all of them hold, and otherwise names what failed; an older
+    verdict has only the training judge's difference and whether its interval clears zero."""
+    checks = verdict.get("headline")
+    if isinstance(checks, dict):
+        ev = verdict.get("evaluator") or {}
+        n = ev.get("n") or verdict.get("n_prompts", 0) * verdict.get("n_seeds", 1)
+        tail = (f"evaluator Δ {_num(ev.get('delta'), True)} (95% CI {_ci(ev.get('delta_ci'), True)}, "
+                f"{n} held-out repl{'y' if n == 1 else 'ies'} each)" if ev.get("delta") is not None else "")
+        if checks.get("sounds_more_human"):
+            return f"The aligned model sounds more human: {tail}", GOOD
+        failed = "; ".join(checks.get("failed") or [])
+        worse = ev.get("delta_ci") and ev["delta_ci"][1] is not None and ev["delta_ci"][1] < 0
+        return (f"{'Sounds less human' if worse else 'Not shown to sound more human'}: {failed}"
+                + (f". {tail[:1].upper()}{tail[1:]}" if tail else ""), BAD if worse else NEUTRAL)
     delta, ci = verdict.get("delta"), verdict.get("delta_ci") or [None, None]
     if delta is None:
         return "No verdict: no reply could be scored.", NEUTRAL
@@ -53,6 +67,14 @@ def headline(verdict: dict) -> tuple[str, str]:
     if ci[1] is not None and ci[1] < 0:
         return f"The aligned model sounds less human: {_num(delta, True)} {tail}", BAD
     return f"No clear change in human-likeness: {_num(delta, True)} {tail}", NEUTRAL
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _ci_pct(ci) -> str:
+    return "–" if not ci or ci[0] is None else f"{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%"
 
 
 def cautions(verdict: dict) -> list[str]:
@@ -266,7 +288,29 @@ class VerdictPanel(QScrollArea):
         plot.setVisible(True)
 
     def _facts_html(self, v: dict) -> str:
-        rows = [("Base", f"{_num(v['base'].get('mean'))}  (95% CI {_ci(v['base'].get('ci'))})"),
+        rows = []
+        ev = v.get("evaluator")
+        if ev:
+            rows.append(("Evaluator", html.escape(f"{ev.get('judge')} judge, weights {ev.get('weights')}")
+                         + f": {_num(ev.get('base_mean'))} → {_num(ev.get('aligned_mean'))}, "
+                           f"<b>Δ {_num(ev.get('delta'), True)}</b> (paired, 95% CI {_ci(ev.get('delta_ci'), True)});"
+                           " the round did not train on this judge"))
+        elif "headline" in v:
+            rows.append(("Evaluator", f"<span style='color:{MUTED}'>none available: only the training "
+                                      "judge graded this round</span>"))
+        lc = v.get("length_controlled")
+        if lc and lc.get("delta") is not None:
+            rows.append(("Length-controlled", f"Δ {_num(lc['delta'], True)} (95% CI {_ci(lc.get('delta_ci'), True)}): "
+                                              "the evaluator's difference once log length is regressed out"))
+        loops = v.get("looping")
+        if loops:
+            b, a = loops["base"], loops["aligned"]
+            mark = (f"<span style='color:{BAD}'>⚠ rose</span>" if loops.get("rose") else
+                    f"<span style='color:{GOOD}'>✓ did not rise</span>")
+            rows.append(("Looping", f"{b['looping']} of {b['n']} base ({_pct(b.get('share'))}, CI "
+                                    f"{_ci_pct(b.get('ci'))}) → {a['looping']} of {a['n']} aligned "
+                                    f"({_pct(a.get('share'))}, CI {_ci_pct(a.get('ci'))}) {mark}"))
+        rows += [("Base", f"{_num(v['base'].get('mean'))}  (95% CI {_ci(v['base'].get('ci'))})"),
                 ("Aligned", f"{_num(v['aligned'].get('mean'))}  (95% CI {_ci(v['aligned'].get('ci'))})"),
                 ("Difference", f"<b>{_num(v.get('delta'), True)}</b>  (paired, 95% CI "
                                f"{_ci(v.get('delta_ci'), True)})")]
@@ -289,7 +333,10 @@ class VerdictPanel(QScrollArea):
         if unrated.get("base") or unrated.get("aligned"):
             rows.append(("Unscored", f"{unrated.get('base', 0)} base and {unrated.get('aligned', 0)} "
                                      "aligned replies could not be rated and are left out"))
-        rows.append(("Judged by", html.escape(f"{v.get('judge', '?')} judge, weights {v.get('weights', '?')}")))
+        rows.append(("Trained on" if "headline" in v else "Judged by",
+                     html.escape(f"{v.get('judge', '?')} judge, weights {v.get('weights', '?')}")
+                     + (" (the Base, Aligned and Difference rows; it built the pairs, so it is not the "
+                        "headline)" if "headline" in v else "")))
         cells = "".join(f"<tr><td style='color:{MUTED}; padding-right:12px'>{k}</td><td>{val}</td></tr>"
                         for k, val in rows)
         return f"<table cellspacing='4'>{cells}</table>"

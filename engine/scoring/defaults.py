@@ -82,3 +82,8 @@ def mismatch_note(weights, judge_id: str) -> str | None:
                 "and p is not calibrated.")
     return (f"{weights.ref} was fitted on {fitted} ratings, not on {judge_id}'s: the scales differ, so the "
             "score can misorder replies.")
+
+
+# The verdict's evaluator: the first of these that loads and differs from the
+# judge and weights a round trained on (engine.training.verdict_checks).
+EVALUATORS = (("distilled", "auto"), ("lexical", PUBLISHED))

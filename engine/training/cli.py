@@ -38,7 +38,8 @@ class CliState:
 def _trim_verdict(v: dict | None) -> dict | None:
     if not v:
         return v
-    keys = ("base", "aligned", "delta", "delta_ci", "traits_delta", "length_delta", "length", "canary",
+    keys = ("headline", "evaluator", "length_controlled", "looping",
+            "base", "aligned", "delta", "delta_ci", "traits_delta", "length_delta", "length", "canary",
             "canary_human_chat",
             "n_prompts", "n_seeds", "judge", "weights", "adapter", "seconds")
     return {k: v[k] for k in keys if k in v}
@@ -60,7 +61,8 @@ def cmd_round(args: argparse.Namespace) -> int:
         out = kinds.run(args.kind, config, state, store)
     finally:
         store.close()
-    out = {"round_id": out.get("round_id"), "adapter": out.get("adapter"),
+    out = {"round_id": out.get("round_id"), "adapter": out.get("adapter"), "adapter_id": out.get("adapter"),
+           "adapter_folder": out.get("adapter_path"),
            "seconds": out.get("seconds", round(time.perf_counter() - t0, 2)), "steps": out.get("steps"),
            "metrics": out.get("metrics") or {}, "verdict": _trim_verdict(out.get("verdict")),
            **{k: v for k, v in out.items() if k in ("cancelled", "weights", "gguf_path", "adapter_path")}}

@@ -54,6 +54,10 @@ class VerdictSettings:
     verdict_seeds: int = opt(1, "replies per held-out prompt and model (same seeds for both)", 1, 64)
     verdict_max_tokens: int = opt(48, "longest verdict reply in tokens", 4, 4096)
     canary: bool = opt(True, "measure drift: perplexity of held-out human-like chat vs the base")
+    evaluator_judge: str = opt("auto", "judge that grades the verdict's headline, not the one the round "
+                                       "trained on: auto (distilled if present, else lexical with the "
+                                       "published weights), a judge name, or none")
+    evaluator_weights: str = opt("auto", "the evaluator's weights (auto: its own default)")
 
 
 @dataclass

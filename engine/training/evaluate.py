@@ -20,6 +20,9 @@ class EvalConfig:
     judge: str = opt("auto", "judge for the score")
     weights: str = opt("auto", "trait weights (id, id@version or file); auto = the shipped weights "
                                 "fitted on this judge's own ratings, as reply badges use")
+    evaluator_judge: str = opt("auto", "judge that grades the headline (auto: distilled if present, else "
+                                       "lexical with the published weights; none: off)")
+    evaluator_weights: str = opt("auto", "the evaluator's weights (auto: its own default)")
     sampler: str = opt("auto", "what samples replies", choices=("auto", "llamacpp", "transformers"))
     sample_threads: int = opt(0, "llama.cpp threads (0 = auto)", 0, 256)
     threads: int = opt(0, "torch threads (0 = auto)", 0, 256)
@@ -35,7 +38,7 @@ def run(config: EvalConfig, state, store=None) -> dict:
     from engine.errors import BadRequest
     from engine.store import Store
     from engine.training import policy, prompts as PS
-    from engine.training.reward import load_reward
+    from engine.training.reward import load_evaluator, load_reward
     from engine.training.rounds import get_adapter
     from engine.training.sampling import SampleSettings
     from engine.training.verdict import canary_perplexity, run_verdict
@@ -65,7 +68,8 @@ def run(config: EvalConfig, state, store=None) -> dict:
     try:
         verdict = run_verdict(heldout, sampler, reward, None, new, config.verdict_seeds, 1234 + config.seed,
                               SampleSettings(0.7, 0.9, config.verdict_max_tokens), ppl, state.cancelled,
-                              lambda d, t: state.progress(d, t, f"verdict {d}/{t}"))
+                              lambda d, t: state.progress(d, t, f"verdict {d}/{t}"),
+                              evaluator=load_evaluator(config.evaluator_judge, config.evaluator_weights, reward))
     finally:
         policy.close(sampler)
     verdict["adapter"] = row.get("id") or row["peft_path"]

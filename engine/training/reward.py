@@ -156,6 +156,27 @@ def load_reward(judge: str = "auto", weights: str = "auto") -> Reward:
         raise BadRequest(f"the {judge!r} judge cannot be loaded: {exc}") from None
 
 
+def load_evaluator(judge: str, weights: str, trained_on: Reward) -> Reward | None:
+    """The verdict's evaluator: ``judge``/``weights`` as asked, or for "auto" the first of
+    ``engine.scoring.defaults.EVALUATORS`` that loads and is not what the round trained on
+    (judge and weights both the same). "none" turns it off."""
+    if judge == "none":
+        return None
+    if judge != "auto":
+        return load_reward(judge, weights)
+    from engine.errors import EngineError
+    from engine.scoring.defaults import EVALUATORS
+
+    for name, w in EVALUATORS:
+        try:
+            candidate = load_reward(name, w if weights == "auto" else weights)
+        except (EngineError, ImportError, OSError):
+            continue
+        if (candidate.judge, candidate.weights_ref) != (trained_on.judge, trained_on.weights_ref):
+            return candidate
+    return None
+
+
 def as_reward_fn(reward: Reward) -> Callable[[list[dict], str], float]:
     """The small function form: reward(prompt_messages, reply_text) -> float."""
     return lambda msgs, reply: reward.judge_many([(msgs, reply)])[0].score

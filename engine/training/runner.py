@@ -109,10 +109,15 @@ def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldou
         try:
             dialogues = prompt_sets.canary_dialogues()
             ppl = (lambda on: canary_perplexity(peft_model, tok, dialogues, on)) if cfg.canary else None
+            from engine.training.reward import load_evaluator
+
+            evaluator = load_evaluator(getattr(cfg, "evaluator_judge", "auto"),
+                                       getattr(cfg, "evaluator_weights", "auto"), reward)
             verdict = run_verdict(
                 heldout, vs, reward, None, new, cfg.verdict_seeds, 1234 + cfg.seed,
                 SampleSettings(0.7, 0.9, cfg.verdict_max_tokens), ppl, state.cancelled,
-                lambda d, t: state.progress(units * (0.85 + 0.15 * d / t), units, f"verdict {d}/{t}"))
+                lambda d, t: state.progress(units * (0.85 + 0.15 * d / t), units, f"verdict {d}/{t}"),
+                evaluator=evaluator)
         finally:
             policy.close(vs)
         if verdict.get("cancelled"):

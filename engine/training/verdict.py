@@ -73,8 +73,12 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
                 settings: SampleSettings | None = None,
                 perplexity: Callable[[bool], float] | None = None,
                 cancelled: Callable[[], bool] = lambda: False,
-                progress: Callable[[int, int], None] = lambda d, t: None) -> dict:
-    """Compare ``new_adapter`` with ``base_adapter`` (None = the bare base)."""
+                progress: Callable[[int, int], None] = lambda d, t: None,
+                evaluator: Reward | None = None) -> dict:
+    """Compare ``new_adapter`` with ``base_adapter`` (None = the bare base).
+
+    ``reward`` is the judge the round trained on; ``evaluator`` another one that
+    grades the same replies for the headline (``verdict_checks``)."""
     settings = settings or SampleSettings(temperature=0.7, top_p=0.9, max_tokens=64)
     flat = [(p, s) for p in prompts for s in range(n_seeds)]
     msgs = [p.as_messages() for p, _ in flat]
@@ -115,6 +119,9 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
                       "base_score": _num(sb_all[i]), "aligned_score": _num(sn_all[i])}
                      for i in range(min(5, len(flat)))],
     }
+    from engine.training.verdict_checks import evaluate_checks
+
+    out.update(evaluate_checks(msgs, base_txt, new_txt, evaluator, bootstrap_ci))
     if perplexity is not None:
         out["canary"] = canary_figures(perplexity(False), perplexity(True))
     return out

@@ -261,6 +261,36 @@ def test_verdict_panel_shows_scores_traits_length_and_canary(qtbot):
     assert "hal16_published@2" in panel.title.text() and "75%" in panel.facts.text()
 
 
+CHECKED = {**VERDICT, "evaluator": {"judge": "distilled:gpt5-turing@1", "weights": "distilled_turing@1",
+                                    "base_mean": -0.2, "aligned_mean": 0.5, "delta": 0.7, "delta_ci": [0.3, 1.1],
+                                    "n": 16},
+           "length_controlled": {"delta": 0.4, "delta_ci": [0.1, 0.7]},
+           "looping": {"base": {"looping": 2, "n": 16, "share": 0.125, "ci": [0.035, 0.36]},
+                       "aligned": {"looping": 1, "n": 16, "share": 0.0625, "ci": [0.011, 0.28]}, "rose": False},
+           "headline": {"sounds_more_human": True, "failed": [], "text": "..."}}
+
+
+def test_verdict_headline_comes_from_the_evaluator_and_names_what_failed(qtbot):
+    from studio.verdict_panel import VerdictPanel
+
+    panel = VerdictPanel()
+    qtbot.addWidget(panel)
+    panel.show_verdict(CHECKED)
+    assert "sounds more human" in panel.title.text() and "evaluator Δ +0.70" in panel.title.text()
+    assert "+0.30 to +1.10" in panel.title.text()
+    facts = panel.facts.text()
+    assert "distilled:gpt5-turing@1" in facts and "did not train on this judge" in facts
+    assert "Length-controlled" in facts and "+0.40" in facts
+    assert "2 of 16 base (12%" in facts and "1 of 16 aligned" in facts and "did not rise" in facts
+    assert "Trained on" in facts and "lexical@1" in facts
+    failed = {**CHECKED, "headline": {"sounds_more_human": False,
+                                      "failed": ["looping rose (2 -> 7 of 16 replies)"], "text": "..."},
+              "looping": {**CHECKED["looping"], "rose": True}}
+    panel.show_verdict(failed)
+    assert "Not shown to sound more human: looping rose (2 -> 7 of 16 replies)" in panel.title.text()
+    assert "⚠ rose" in panel.facts.text()
+
+
 def test_adapter_list_shows_lineage_and_use_emits(qtbot, tmp_path):
     from studio.adapter_list import AdapterList, adapter_spec
 
