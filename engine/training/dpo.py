@@ -34,6 +34,11 @@ class PairSettings:
     judge: str = opt("auto", "judge for the score: auto (the reply badges' judge, lexical), lexical, distilled, surface")
     weights: str = opt("auto", "trait weights (id, id@version or file); auto = the shipped weights "
                                 "fitted on this judge's own ratings, as reply badges use")
+    length_ratio_max: float = opt(0.0, "keep a pair only when the longer reply has at most this many times "
+                                       "the words of the shorter (0 = off): length alone cannot decide it",
+                                  0.0, 100.0)
+    human_pairs: float = opt(0.0, "human-anchored pairs (a real Chit-Chat reply as chosen, the policy's "
+                                  "own reply as rejected) per score-ranked pair (0 = off)", 0.0, 10.0)
     use_ratings: bool = opt(True, "add the researcher's decisive ratings as pairs")
     likely_weight: float = opt(0.5, "weight of a 'likely' verdict", 0.0, 10.0)
     certainly_weight: float = opt(1.0, "weight of a 'certainly' verdict", 0.0, 10.0)
@@ -172,13 +177,21 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
                 return {"round_id": record.id, "cancelled": True}
             scores = pool.all_scores()
             margin = P.margin_of(scores, cfg.margin, cfg.margin_std)
-            pairs = P.pairs_from_pool(train_prompts, pool, margin, cfg.max_pairs_per_prompt)
+            looping = P.looping_detector()
+            pairs = P.pairs_from_pool(train_prompts, pool, margin, cfg.max_pairs_per_prompt, looping,
+                                      cfg.length_ratio_max)
+            n_looping = sum(1 for v in pool.replies.values() for t in v if looping and looping(t))
+            if cfg.human_pairs > 0:
+                pairs += P.human_pairs(round(cfg.human_pairs * len(pairs)), sampler, adapter, settings,
+                                       cfg.seed, state.cancelled,
+                                       lambda d, t: state.progress(30.0, units, f"human pairs {d}/{t}"))
             if cfg.use_ratings:
                 pairs += P.rating_pairs(store, cfg.likely_weight, cfg.certainly_weight)
             pair_set = P.save(store, pairs, record.id, reward)
             record.set_lineage(P.lineage(pair_set, pairs, reward, {
                 "prompt_set": cfg.prompts, "margin": margin, "score_mean": statistics.fmean(scores),
                 "score_std": statistics.pstdev(scores), "n_replies": len(scores),
+                "n_looping_replies": n_looping if looping else None,
                 "sampler": sampler.name}))
         if len(pairs) < cfg.min_pairs:
             from engine.errors import EngineError

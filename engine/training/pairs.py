@@ -30,7 +30,7 @@ class Pair:
     rejected: str
     chosen_score: float | None = None
     rejected_score: float | None = None
-    source: str = "sampled"  # "sampled" | "rating"
+    source: str = "sampled"  # "sampled" | "rating" | "human" (a Chit-Chat reply as chosen)
     rating_id: str | None = None
     weight: float = 1.0
     prompt_id: str | None = None
@@ -80,26 +80,73 @@ def margin_of(scores: list[float], margin: float | None, margin_std: float) -> f
     return margin_std * (statistics.pstdev(scores) if len(scores) > 1 else 0.0)
 
 
+def looping_detector() -> Callable[[str], bool] | None:
+    """``engine.scoring.loops.is_looping`` (None where the detector is not installed)."""
+    try:
+        from engine.scoring.loops import is_looping
+    except ImportError:
+        return None
+    return is_looping
+
+
+def _words(text: str) -> int:
+    return max(1, len(text.split()))
+
+
 def pairs_from_pool(prompts: list[Prompt], pool: SampledPool, margin: float,
-                    max_per_prompt: int = 0) -> list[Pair]:
+                    max_per_prompt: int = 0, looping: Callable[[str], bool] | None = None,
+                    length_ratio_max: float = 0.0) -> list[Pair]:
     """Ordered pairs with score gap > margin; identical texts never pair.
 
+    A reply ``looping`` flags is never chosen (it may still be rejected). With
+    ``length_ratio_max`` > 0 a pair is kept only when the longer reply has at most
+    that many times the words of the shorter, so length alone cannot decide it.
     With ``max_per_prompt`` the widest gaps are kept first."""
     out = []
     for p in prompts:
         texts, scores = pool.replies.get(p.id, []), pool.scores.get(p.id, [])
+        loops = [bool(looping(t)) if looping else False for t in texts]
         cands = []
         for i in range(len(texts)):
+            if loops[i] or not texts[i].strip():
+                continue
             for j in range(len(texts)):
                 gap = scores[i] - scores[j]  # NaN (unrated) never passes
-                if gap > margin and texts[i].strip() and texts[i] != texts[j]:
-                    cands.append((gap, i, j))
+                if gap <= margin or texts[i] == texts[j]:
+                    continue
+                if length_ratio_max > 0:
+                    a, b = _words(texts[i]), _words(texts[j])
+                    if max(a, b) / min(a, b) > length_ratio_max:
+                        continue
+                cands.append((gap, i, j))
         cands.sort(reverse=True)
         if max_per_prompt:
             cands = cands[:max_per_prompt]
         for _, i, j in cands:
             out.append(Pair(p.as_messages(), texts[i], texts[j], scores[i], scores[j],
                             "sampled", None, 1.0, p.id))
+    return out
+
+
+def human_pairs(n: int, sampler: Sampler, adapter: str | None, settings: SampleSettings, seed: int,
+                cancelled: Callable[[], bool] = lambda: False,
+                progress: Callable[[int, int], None] = lambda d, t: None) -> list[Pair]:
+    """Human-anchored pairs: a real person's next message in a Chit-Chat conversation
+    (the corpus's train split, by chat id) as chosen, the policy's own reply to the
+    same context as rejected."""
+    from engine.training.anchor import human_exchanges
+
+    if n <= 0:
+        return []
+    snippets = human_exchanges("train", n, seed=seed + 7919)
+    contexts = [m[:-1] for m in snippets]
+    texts = sampler.generate(contexts, [seed + i for i in range(len(contexts))], adapter, settings,
+                             cancelled, lambda d: progress(d, len(contexts)))
+    out = []
+    for ctx, snippet, text in zip(contexts, snippets, texts):
+        human = snippet[-1]["content"]
+        if text.strip() and text.strip() != human.strip():
+            out.append(Pair(ctx, human, text, None, None, "human", None, 1.0, None))
     return out
 
 
@@ -164,6 +211,7 @@ def lineage(pair_set: str, pairs: list[Pair], reward: Reward | None, extra: dict
     return {"pair_set": pair_set, "n_pairs": len(pairs),
             "n_sampled": sum(p.source == "sampled" for p in pairs),
             "n_rating": sum(p.source == "rating" for p in pairs),
+            "n_human": sum(p.source == "human" for p in pairs),
             "prompt_ids": sorted({p.prompt_id for p in pairs if p.prompt_id}),
             "rating_ids": sorted({p.rating_id for p in pairs if p.rating_id}),
             "judge": reward.judge if reward else None,

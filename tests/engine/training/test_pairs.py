@@ -110,3 +110,50 @@ def test_store_lineage_and_exports(store, fake_reward, tmp_path):
     assert set(ds.column_names) == {"prompt", "chosen", "rejected"} and len(ds) == n
     ds2 = datasets.load_dataset("json", data_files=str(tmp_path / "pairs.jsonl"), split="train")
     assert len(ds2) == n
+
+
+def _pool(prompt_id: str, texts: list[str], scores: list[float]) -> P.SampledPool:
+    pool = P.SampledPool()
+    pool.replies[prompt_id], pool.scores[prompt_id] = list(texts), list(scores)
+    return pool
+
+
+def test_a_looping_reply_is_never_chosen_but_may_be_rejected():
+    prompt = PS.load().split("train")[0]
+    texts = ["ha ha ha ha ha ha ha ha ha", "pretty good, you?", "I am an assistant."]
+    pool = _pool(prompt.id, texts, [5.0, 2.0, -1.0])  # the loop has the top score
+    looping = lambda t: t.startswith("ha ha")  # noqa: E731
+    pairs = P.pairs_from_pool([prompt], pool, 0.5, looping=looping)
+    assert {p.chosen for p in pairs} == {"pretty good, you?"}
+    assert {p.rejected for p in pairs} == {"I am an assistant."}
+    with_loops = P.pairs_from_pool([prompt], pool, 0.5)
+    assert "ha ha ha ha ha ha ha ha ha" in {p.chosen for p in with_loops}
+
+
+def test_length_balance_drops_pairs_that_length_alone_decides():
+    prompt = PS.load().split("train")[0]
+    texts = ["ok", "sure thing, see you at noon then", "I would be happy to help you plan your day today"]
+    pool = _pool(prompt.id, texts, [3.0, 2.0, 0.0])
+    all_pairs = P.pairs_from_pool([prompt], pool, 0.5)
+    balanced = P.pairs_from_pool([prompt], pool, 0.5, length_ratio_max=1.6)
+    assert len(all_pairs) == 3
+    assert [(p.chosen, p.rejected) for p in balanced] == [(texts[1], texts[2])]  # 7 vs 11 words
+
+
+class _EchoSampler:
+    name = "fake"
+
+    def generate(self, messages, seeds, adapter, settings, cancelled, progress):
+        progress(len(messages))
+        return [f"As an AI, I can reply to: {m[-1]['content'][:20]}" for m in messages]
+
+
+def test_human_anchored_pairs_put_a_real_reply_above_the_policys_own():
+    pairs = P.human_pairs(6, _EchoSampler(), None, SampleSettings(0.7, 0.9, 32), seed=3)
+    assert len(pairs) == 6 and all(p.source == "human" for p in pairs)
+    for p in pairs:
+        assert p.prompt[-1]["role"] == "user" and p.rejected.startswith("As an AI")
+        assert p.chosen and not p.chosen.startswith("As an AI")
+    lineage = P.lineage("set", pairs, None)
+    assert lineage["n_human"] == 6
+    assert P.human_pairs(0, _EchoSampler(), None, SampleSettings(0.7, 0.9, 32), seed=3) == []
