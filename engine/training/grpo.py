@@ -3,7 +3,13 @@ replies per prompt from the current LoRA policy and pushes up those the
 human-likeness score prefers (group-relative advantage, PPO's clipped
 objective, a KL pull toward the base = the adapter switched off). A length
 guard penalises empty and runaway replies so the score's taste for brevity
-cannot be gamed by saying nothing; a learned reward model can be added."""
+cannot be gamed by saying nothing, replies cut off before their end (the judge
+saw only part of them; they are also masked out of the loss) and looping ones;
+a learned reward model can be added.
+
+TRL 1.x ships no PPOTrainer: GRPO is its PPO-style online method (the clipped
+policy objective, with a group of replies per prompt as the baseline instead
+of a learned value model)."""
 
 from __future__ import annotations
 
@@ -42,6 +48,11 @@ class GRPORoundConfig(TrainSettings, LoraSettings, VerdictSettings):
     min_words: int = opt(1, "length guard: replies shorter than this are penalised", 0, 1000)
     max_words: int = opt(60, "length guard: replies longer than this are penalised", 1, 100000)
     length_penalty: float = opt(1.0, "length guard strength (score units)", 0.0, 100.0)
+    truncated_penalty: float = opt(2.0, "a reply cut off at max_completion_length (no end of turn) scores "
+                                        "this much lower: the judge only saw part of it", 0.0, 100.0)
+    mask_truncated: bool = opt(True, "leave cut-off replies out of the policy loss (TRL "
+                                     "mask_truncated_completions)")
+    loop_penalty: float = opt(2.0, "a reply the loop detector flags scores this much lower", 0.0, 100.0)
     sampler: str = opt("auto", "what samples verdict replies", choices=("auto", "llamacpp", "transformers"))
     sample_threads: int = opt(0, "llama.cpp threads for the verdict (0 = auto)", 0, 256)
     resume: str = opt("", "id of a cancelled or failed round to resume")
@@ -57,8 +68,10 @@ class GRPORoundConfig(TrainSettings, LoraSettings, VerdictSettings):
 PRESETS = {
     "smoke": dict(n_prompts=4, max_steps=2, batch_size=4, num_generations=2, max_completion_length=8,
                   verdict_prompts=2, save_steps=1, lora_r=4, lora_alpha=8.0, sampler="transformers"),
-    "default": dict(n_prompts=48, max_steps=20, batch_size=8, num_generations=4, learning_rate=1e-4,
-                    max_completion_length=32, max_length=160),
+    # completions may end on their own: at 32 tokens every one was cut off (clipped_ratio 1.0)
+    # and the reward scored half-replies
+    "default": dict(n_prompts=48, max_steps=16, batch_size=8, num_generations=4, learning_rate=1e-4,
+                    max_completion_length=96, max_length=256),
 }
 
 
@@ -74,7 +87,7 @@ def _text(completion) -> str:
     return str(completion)
 
 
-def reward_functions(reward, cfg, learned=None) -> tuple[list, list[float]]:
+def reward_functions(reward, cfg, learned=None, tokenizer=None) -> tuple[list, list[float]]:
     """GRPO reward callables (prompts, completions, **kw) -> list[float], and their weights."""
 
     def human_likeness(prompts, completions, **kw):
@@ -82,13 +95,30 @@ def reward_functions(reward, cfg, learned=None) -> tuple[list, list[float]]:
                  for p, c in zip(prompts, completions)]
         return [j.score for j in reward.judge_many(items)]
 
-    def length_guard(prompts, completions, **kw):
+    from engine.training.pairs import looping_detector
+
+    looping = looping_detector()
+    eos = set()
+    if tokenizer is not None:
+        eos = {t for t in (getattr(tokenizer, "eos_token_id", None),
+                           tokenizer.convert_tokens_to_ids("<|im_end|>") if hasattr(tokenizer, "convert_tokens_to_ids")
+                           else None) if isinstance(t, int) and t >= 0}
+
+    def length_guard(prompts, completions, completion_ids=None, **kw):
+        """Empty and runaway replies, replies cut off before their end, and loops score lower."""
         out = []
-        for c in completions:
-            n = len(_text(c).split())
+        for i, c in enumerate(completions):
+            text = _text(c)
+            n = len(text.split())
             over = max(0, n - cfg.max_words) / cfg.max_words
             under = 1.0 if n < cfg.min_words else 0.0
-            out.append(-cfg.length_penalty * (over + under))
+            penalty = cfg.length_penalty * (over + under)
+            ids = list(completion_ids[i]) if completion_ids is not None and i < len(completion_ids) else None
+            if ids is not None and len(ids) >= cfg.max_completion_length and not (eos & set(ids)):
+                penalty += cfg.truncated_penalty
+            if looping is not None and looping(text):
+                penalty += cfg.loop_penalty
+            out.append(-penalty)
         return out
 
     funcs, weights = [human_likeness, length_guard], [1.0, 1.0]
@@ -152,14 +182,15 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
         from engine.training.reward_model import load_scorer
 
         learned = load_scorer(store, cfg.reward_model)
-    funcs, weights = reward_functions(reward, cfg, learned)
+    funcs, weights = reward_functions(reward, cfg, learned, tok)
     record.set_lineage({"prompt_set": cfg.prompts, "prompt_ids": [p.id for p in train_prompts],
                         "judge": reward.judge, "weights": reward.weights_ref,
                         "questionnaire": reward.questionnaire, "reward_model": cfg.reward_model or None})
     ds = datasets.Dataset.from_list([{"prompt": p.as_messages()} for p in train_prompts])
     args = training_args(GRPOConfig, cfg, str(record.checkpoint_dir), num_generations=cfg.num_generations,
                          max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
-                         beta=cfg.kl_beta, reward_weights=weights, log_completions=False)
+                         beta=cfg.kl_beta, reward_weights=weights, log_completions=False,
+                         mask_truncated_completions=cfg.mask_truncated)
     callback = JobCallback(state, "GRPO", offset=5.0, span=80.0, total_units=units)
     kwargs = {} if parent else {"peft_config": policy.lora_config(cfg)}
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds, processing_class=tok,

@@ -58,6 +58,22 @@ def test_length_guard_penalises_empty_and_runaway():
     assert guard([[]] * 3, ["", "ok sure", " ".join(["w"] * 20)]) == [-1.0, -0.0, -1.0]
 
 
+class _Tok:
+    eos_token_id = 2
+
+    def convert_tokens_to_ids(self, token):
+        return 7  # <|im_end|>
+
+
+def test_a_cut_off_reply_is_penalised_and_one_that_ended_is_not():
+    from engine.training import grpo
+
+    cfg = grpo.make_config("smoke", {"max_completion_length": 4, "truncated_penalty": 2.0, "loop_penalty": 0.0})
+    guard = grpo.reward_functions(None, cfg, tokenizer=_Tok())[0][1]
+    got = guard([[]] * 3, ["a b c d", "a b c", "a b c d"], completion_ids=[[5, 6, 8, 9], [5, 6, 7], [5, 6, 8, 2]])
+    assert got == [-2.0, -0.0, -0.0]  # cut off at 4 tokens / ended with im_end / ended with eos
+
+
 def test_rpo_loss_adds_an_sft_term(tiny_model_dir, tiny_gguf, fake_reward, store):
     out = dpo.run(smoke(tiny_model_dir, tiny_gguf, loss_type="rpo", verdict=False, max_steps=1), RecordingState(),
                   store)
