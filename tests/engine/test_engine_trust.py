@@ -94,3 +94,35 @@ def test_a_duplicate_live_id_is_refused_and_cancel_reaches_the_running_one():
                       and sink.lines.index(m) > sink.lines.index(done))
     finally:
         engine.close()
+
+
+def test_a_fifo_named_gguf_is_refused_at_once_and_shutdown_returns(eng, tmp_path):
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    assert eng.request("hello", timeout=60).type == "result"
+    replies = [eng.send("load", {"model": {"source": str(fifo)}}) for _ in range(9)]  # more than the 8 workers
+    for reply in replies:
+        assert reply.done.wait(20), "a load of a FIFO blocked a worker"
+        assert reply.final.type == "error" and "FIFO" in reply.final.content["message"]
+    folder = tmp_path / "model"  # a model folder with a FIFO as its weights
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    os.mkfifo(folder / "model.safetensors")
+    reply = eng.request("load", {"model": {"source": str(folder)}}, timeout=20)
+    assert reply.type == "error" and "FIFO" in reply.content["message"]
+    assert eng.request("ping", timeout=10).type == "result"
+    t0 = time.monotonic()
+    assert eng.close(timeout=30) == 0 and time.monotonic() - t0 < 30
+
+
+def test_hal_check_refuses_a_fifo_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "check", "--model", str(fifo)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": root,
+                                                      "HAL_STUDIO_DATA": str(tmp_path / "data")})
+    assert proc.returncode == 2 and "FIFO" in proc.stderr and "Traceback" not in proc.stderr
