@@ -9,6 +9,9 @@ read once when the engine starts:
 - ``oom-on:load``: run each ``load`` with the address space capped a little
   above what the engine uses now, so whatever the command allocates really
   fails; the cap is lifted when the command ends.
+- ``reader-on:ping``: after the reader has handled a ``ping``, raise in the
+  reader thread itself (outside every handler), as a bug there would; the
+  engine must then end with a nonzero exit, not live on deaf.
 
 With ``HAL_ENGINE_FAULT_ONCE=<file>`` a fault fires only if that file can be
 created, so a restarted engine (same environment) runs normally. Nothing
@@ -24,7 +27,7 @@ import threading
 
 ENV = "HAL_ENGINE_FAULT"
 ONCE_ENV = "HAL_ENGINE_FAULT_ONCE"
-KINDS = ("abort", "oom")
+KINDS = ("abort", "oom", "reader")
 OOM_HEADROOM_BYTES = 64 * 2**20
 _rlimit_lock = threading.Lock()
 
@@ -50,10 +53,17 @@ class Faults:
             return False
         return True
 
+    def after_read(self, command: str | None) -> None:
+        """The reader thread calls this after each line; a ``reader`` fault raises here."""
+        if command and self.by_command.get(command) == "reader" and self._claim():
+            raise RuntimeError(f"injected fault ({ENV}): the reader thread fails after '{command}'")
+
     @contextlib.contextmanager
     def around(self, command: str):
         """Wrap one command's run with the fault asked for it, if any."""
         kind = self.by_command.get(command)
+        if kind == "reader":
+            kind = None  # acts in the reader, not around the command
         if kind is None or not self._claim():
             yield
         elif kind == "abort":

@@ -8,12 +8,16 @@ is pure (no I/O) so both processes and the tests share one definition.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 8 * 1024 * 1024  # a longer line is refused, never parsed
+# A JSON escape of a UTF-16 surrogate: legal JSON, but alone it is not text (it cannot be
+# written out as UTF-8), so a line holding one is checked as a whole before it is accepted.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 # Types the engine emits as events for a command.
 EVENT_TYPES = frozenset(
@@ -43,8 +47,20 @@ class Message:
         """One line of UTF-8 JSON ending in a newline (no raw newlines inside)."""
         payload = {"v": self.v, "id": self.id, "type": self.type,
                    "parent": self.parent, "content": self.content}
-        return (json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-                + "\n").encode("utf-8")
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n"
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: send '?' for it rather than no answer
+            return text.encode("utf-8", "replace")
+
+
+def _is_text(value: Any) -> bool:
+    """True when every string in ``value`` (keys too) can be written as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError, TypeError):
+        return False
+    return True
 
 
 def decode(line: bytes | str) -> Message:
@@ -68,7 +84,10 @@ def decode(line: bytes | str) -> Message:
     if not isinstance(obj, dict):
         raise ProtocolError("bad_envelope", "a message must be a JSON object")
     msg_id = obj.get("id")
-    msg_id = msg_id if isinstance(msg_id, str) else None
+    msg_id = msg_id if isinstance(msg_id, str) and _is_text(msg_id) else None
+    if _SURROGATE_ESCAPE.search(line) and not _is_text(obj):
+        raise ProtocolError("bad_encoding", "the message holds a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                            "which is not text", msg_id)
     for key, kind in (("id", str), ("type", str)):
         if not isinstance(obj.get(key), kind) or not obj.get(key):
             raise ProtocolError("bad_envelope", f"field {key!r} must be a non-empty string", msg_id)

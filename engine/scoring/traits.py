@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,7 +18,6 @@ from engine.errors import BadRequest
 
 Q_FORMAT = "hal-questionnaire"
 W_FORMAT = "hal-weights"
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -235,9 +233,9 @@ def _next_version(kind: str, item_id: str) -> int:
 
 
 def _save(kind: str, item, new_id: str | None):
-    item_id = new_id or item.id
-    if not _ID_RE.match(item_id):
-        raise BadRequest(f"bad id {item_id!r}: use letters, digits, '_', '-', '.'")
+    from engine.ids import check_id
+
+    item_id = check_id(new_id or item.id, kind[:-1] + " id")
     parent = item.ref if item.version is not None else item.parent
     saved = replace(item, id=item_id, version=_next_version(kind, item_id), parent=parent)
     path = _user(kind) / f"{saved.id}@{saved.version}.json"

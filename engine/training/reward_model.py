@@ -228,7 +228,12 @@ def load_scorer(store, ref: str) -> Scorer:
     """A saved reward model by round id or folder, as a reward function."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    folder = Path(ref) if Path(ref).is_dir() else paths.data_dir() / "reward_models" / ref
+    if Path(ref).is_dir():
+        folder = Path(ref)
+    else:
+        from engine.ids import check_id
+
+        folder = paths.data_dir() / "reward_models" / check_id(ref, "reward model id")
     if not (folder / MARKER).is_file():
         raise EngineError(f"no finished reward model {ref!r}", kind="not_found")
     meta = json.loads((folder / MARKER).read_text(encoding="utf-8"))
