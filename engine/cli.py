@@ -27,9 +27,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from engine.models.base import Sampling, build_messages
     from engine.models.pool import ModelPool
     from engine.models.spec import ModelSpec
+    from engine.scoring.loops import loop_reason
 
     spec = ModelSpec(source=args.model, adapter=args.adapter, backend=args.backend)
     sampling = Sampling.from_dict({"temperature": args.temperature, "top_p": args.top_p,
+                                   "top_k": args.top_k, "min_p": args.min_p,
+                                   "repeat_penalty": args.repeat_penalty, "stop": args.stop,
                                    "max_tokens": args.max_tokens, "seed": args.seed,
                                    "system_prompt": args.system})
     pool = ModelPool()
@@ -39,7 +42,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         stream = (lambda t: None) if args.json else (lambda t: print(t, end="", flush=True))
         result = model.generate(messages, sampling, adapter, stream, lambda: False)
         if args.json:
-            print(json.dumps({**result.to_dict(), "model": model.info()}))
+            reason = loop_reason(result.text)
+            print(json.dumps({**result.to_dict(), "model": model.info(), "sampling": sampling.to_dict(),
+                              "looping": reason is not None, "loop_reason": reason}))
         else:
             print()
             print(f"[{result.completion_tokens} tokens, ttft {result.ttft_s * 1000:.0f} ms, "
@@ -71,11 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("prompt")
     p.add_argument("--system", default="", help="system prompt / persona")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--max-tokens", type=int, default=256)
+    from engine.models.base import CHAT_DEFAULTS as D
+
+    p.add_argument("--temperature", type=float, default=D["temperature"], help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=D["top_p"], help="nucleus; 1 = off")
+    p.add_argument("--top-k", type=int, default=D["top_k"], help="keep the K likeliest tokens; 0 = off")
+    p.add_argument("--min-p", type=float, default=D["min_p"],
+                   help="drop tokens less than P times as likely as the likeliest; 0 = off")
+    p.add_argument("--repeat-penalty", type=float, default=D["repeat_penalty"],
+                   help=f"penalise tokens among the reply's last {D['repeat_last_n']}; 1 = off")
+    p.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                   help="end the reply before this text (repeatable; the text is not printed)")
+    p.add_argument("--max-tokens", type=int, default=D["max_tokens"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object: text, stats, model, sampling, looping, loop_reason")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("check", help="load a model (and adapter) and print what it is")
@@ -85,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure speed and memory").add_subparsers(
         dest="bench", required=True)
-    from engine import bench_chat, bench_soak
+    from engine import bench_chat, bench_loops, bench_soak
 
     bench_chat.register(bench)
+    bench_loops.register(bench)
     bench_soak.register(bench)
     for name in ("engine.scoring.cli", "engine.training.cli", "engine.results.cli", "engine.discovery.cli"):
         try:

@@ -7,6 +7,7 @@ from engine.jobs import JobState
 from engine.models.base import Sampling, build_messages
 from engine.models.spec import ModelSpec, bundled_gguf_path
 from engine.protocol import Message
+from engine.scoring.loops import loop_reason
 from engine.server import Engine, command
 
 
@@ -34,6 +35,7 @@ def generate(engine: Engine, msg: Message, state: JobState) -> dict:
     stats = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
              "ttft_ms": round(result.ttft_s * 1000, 1), "tok_s": round(result.tok_s, 2),
              "total_ms": round(result.total_s * 1000, 1), **result.extra}
+    reason = loop_reason(result.text)
     reply_id = None
     if persist:
         reply_id = engine.store.add_reply(
@@ -41,7 +43,8 @@ def generate(engine: Engine, msg: Message, state: JobState) -> dict:
             result.text, result.finish_reason, spec.to_dict(), info, sampling.to_dict(), stats,
             status="cancelled" if result.finish_reason == "cancelled" else "done")
     return {"text": result.text, "finish_reason": result.finish_reason, "reply_id": reply_id,
-            "stats": stats, "model": info}
+            "stats": stats, "model": info, "sampling": sampling.to_dict(),
+            "looping": reason is not None, "loop_reason": reason}
 
 
 def _persist_target(engine: Engine, persist) -> dict | None:

@@ -10,8 +10,11 @@ Protocol (v1), command types and their content:
 - ``shutdown`` {} -> result {}; then the engine exits
 - ``load`` {model: {source, adapter, backend}} -> result {info}
 - ``generate`` {model, messages: [{role, content}], sampling: {temperature,
-  top_p, max_tokens, seed, system_prompt}, persist?: {turn_id, slot, side}}
-  -> token {text}* then result {text, finish_reason, reply_id, stats, model}
+  top_p, top_k, min_p, repeat_penalty, repeat_last_n, max_tokens, seed, stop,
+  system_prompt} (engine/models/base.py Sampling: defaults, ranges, order),
+  persist?: {turn_id, slot, side}} -> token {text}* then result {text,
+  finish_reason, reply_id, stats, model, sampling, looping, loop_reason}
+  (the loop flag: engine/scoring/loops.py; stored on the reply row too)
 - ``models`` {} -> result {bundled, loaded}
 Every event carries the command's id as ``parent``; failures are ``error``
 events {kind, message, detail}. A command whose id is already running is

@@ -18,7 +18,7 @@ import sqlite_utils
 
 from engine import paths
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 VERDICTS = ("certainly_left", "likely_left", "tie", "likely_right", "certainly_right", "both_bad")
 
 
@@ -118,8 +118,34 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     }, pk="rating_id", if_not_exists=True)
 
 
+# Sampling settings a reply row's ``sampling`` JSON holds since schema 4, and what
+# every earlier reply was generated with (these samplers did not exist yet).
+SAMPLING_ADDED = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0, "repeat_last_n": 64, "stop": []}
+
+
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """Loop flags on replies (engine.scoring.loops, computed when a reply is
+    stored; earlier replies are flagged here), and the new sampling settings
+    written into earlier replies' ``sampling`` with the values they ran with."""
+    from engine.scoring.loops import loop_reason
+
+    columns = db["replies"].columns_dict
+    if "looping" not in columns:
+        db.execute("ALTER TABLE replies ADD COLUMN looping INTEGER")
+    if "loop_reason" not in columns:
+        db.execute("ALTER TABLE replies ADD COLUMN loop_reason TEXT")
+    for reply_id, text in db.execute("SELECT id, text FROM replies WHERE looping IS NULL").fetchall():
+        reason = loop_reason(text or "")
+        db.execute("UPDATE replies SET looping=?, loop_reason=? WHERE id=?", [int(reason is not None), reason,
+                                                                              reply_id])
+    for key, value in SAMPLING_ADDED.items():
+        db.execute(f"UPDATE replies SET sampling = json_set(sampling, '$.{key}', json(?)) "
+                   f"WHERE json_valid(sampling) AND json_type(sampling) = 'object' "
+                   f"AND json_type(sampling, '$.{key}') IS NULL", [json.dumps(value)])
+
+
 # Append-only: a new feature adds _migrate_N with the next free N.
-MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3}
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4}
 
 
 class _SerialDatabase(sqlite_utils.Database):
@@ -262,7 +288,11 @@ class Store:
 
     def _insert_reply(self, turn_id, slot, side, text, finish_reason, model_spec, model_info,
                       sampling, stats, status, error) -> str:
+        from engine.scoring.loops import loop_reason
+
+        reason = loop_reason(text or "")
         return self._insert("replies", {
+                "looping": int(reason is not None), "loop_reason": reason,
                 "id": new_id(), "turn_id": turn_id, "slot": slot, "side": side, "status": status,
                 "text": text, "finish_reason": finish_reason, "error": error,
                 "model_spec": json.dumps(model_spec), "model_name": model_info.get("name", ""),

@@ -77,6 +77,9 @@ class TurnView(QFrame):
         self.reply = _label("replyText", selectable=True)
         self.stats = ElidedLabel("statsLine")  # one line, so the score badge beside it never leaves a gap
         self.badge = ScoreBadge()
+        self.loop_marker = _label("loopMarker", "⟳ loops")  # the engine's loop flag, reason in the tooltip
+        self.loop_marker.setWordWrap(False)
+        self.loop_marker.setVisible(False)
         self.error = _label("errorText", selectable=True)
         prompt_box = QFrame()
         prompt_box.setObjectName("promptBubble")
@@ -98,6 +101,7 @@ class TurnView(QFrame):
         stats_row = QHBoxLayout()
         stats_row.setSpacing(10)
         stats_row.addWidget(self.stats, 1)
+        stats_row.addWidget(self.loop_marker)
         stats_row.addWidget(self.badge)
         layout.addLayout(stats_row)
 
@@ -120,6 +124,10 @@ class TurnView(QFrame):
         self.error.setVisible(bool(error))
         self.stats.setText(reply.stats_line())
         self.stats.setVisible(bool(self.stats.text()))
+        looping = bool(reply.looping) and not reply.live
+        self.loop_marker.setVisible(looping)
+        self.loop_marker.setToolTip(f"This reply repeats itself or degenerates ({reply.loop_reason}). "
+                                    "Rule: engine/scoring/README.md, loop detector." if looping else "")
 
 
 class ChatPane(QFrame):

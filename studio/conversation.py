@@ -50,6 +50,8 @@ class Reply:
     reply_id: str | None = None
     error: str = ""
     request_id: str | None = None
+    looping: bool = False  # the engine's loop flag (engine/scoring/loops.py)
+    loop_reason: str | None = None
 
     @property
     def live(self) -> bool:
@@ -148,7 +150,8 @@ def turns_from_store(conv: dict) -> list[Turn]:
                 slot=slot, side=rep.get("side") or turn.side_of(slot),
                 model_label=spec_label(rep.get("model_spec")), text=rep.get("text") or "",
                 status=rep.get("status") or "done", finish_reason=rep.get("finish_reason") or "",
-                stats=stats, reply_id=rep["id"], error=rep.get("error") or "")
+                stats=stats, reply_id=rep["id"], error=rep.get("error") or "",
+                looping=bool(rep.get("looping")), loop_reason=rep.get("loop_reason"))
             turn.sampling = rep.get("sampling") if isinstance(rep.get("sampling"), dict) else {}
         if turn.rating is not None:  # rated before a reply was regenerated
             current = {r.reply_id for r in turn.replies.values()}

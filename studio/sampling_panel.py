@@ -8,8 +8,10 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QLabel, QPlainTextEdit,
                                QSpinBox, QVBoxLayout, QWidget)
 
-DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 256, "seed": 0,
-            "system_prompt": "", "random_seed": True}
+# The engine's chat defaults (engine/models/base.py CHAT_DEFAULTS, chosen by
+# `hal bench loops`; a test keeps the two equal).
+DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
+            "max_tokens": 256, "seed": 0, "stop": [], "system_prompt": "", "random_seed": True}
 MAX_SEED = 2**31 - 1
 
 
@@ -22,7 +24,8 @@ def _spin(box, lo, hi, step):
 
 
 class SamplingPanel(QWidget):
-    """Temperature, top-p, max tokens, seed and the persona (system prompt)."""
+    """Temperature, top-p, top-k, min-p, repetition penalty, max tokens, stop
+    strings, seed and the persona (system prompt)."""
 
     sig_changed = Signal(dict)
     """A setting changed: the full settings dict (for saving preferences)."""
@@ -33,6 +36,23 @@ class SamplingPanel(QWidget):
         self.temperature = _spin(QDoubleSpinBox(), 0.0, 2.0, 0.05)
         self.temperature.setToolTip("0 = always the most likely token")
         self.top_p = _spin(QDoubleSpinBox(), 0.05, 1.0, 0.05)
+        self.top_p.setToolTip("Nucleus sampling: keep the likeliest tokens that together reach this "
+                              "probability; 1 = off")
+        self.top_k = _spin(QSpinBox(), 0, 1000, 5)
+        self.top_k.setSpecialValueText("off")
+        self.top_k.setToolTip("Keep only the K likeliest tokens; 0 = off")
+        self.min_p = _spin(QDoubleSpinBox(), 0.0, 1.0, 0.01)
+        self.min_p.setSpecialValueText("off")
+        self.min_p.setToolTip("Drop tokens less than this fraction as likely as the likeliest one; 0 = off")
+        self.repeat_penalty = _spin(QDoubleSpinBox(), 1.0, 3.0, 0.05)
+        self.repeat_penalty.setSpecialValueText("off")
+        self.repeat_penalty.setToolTip("Make tokens the reply already used (its last 64) less likely; "
+                                       "1 = off. Small models loop without it.")
+        self.stop = QPlainTextEdit()
+        self.stop.setPlaceholderText("Stop strings, one per line (\\n for a line break)")
+        self.stop.setToolTip("A reply ends before the first of these that it writes; the stop string "
+                             "itself is not part of the reply.")
+        self.stop.setMaximumHeight(54)
         self.max_tokens = _spin(QSpinBox(), 1, 8192, 32)
         self.seed = _spin(QSpinBox(), 0, MAX_SEED, 1)
         self.random_seed = QCheckBox("Random seed each turn")
@@ -52,7 +72,11 @@ class SamplingPanel(QWidget):
         form.setVerticalSpacing(6)
         form.addRow("Temperature", self.temperature)
         form.addRow("Top-p", self.top_p)
+        form.addRow("Top-k", self.top_k)
+        form.addRow("Min-p", self.min_p)
+        form.addRow("Repeat penalty", self.repeat_penalty)
         form.addRow("Max tokens", self.max_tokens)
+        form.addRow("Stop", self.stop)
         form.addRow("Seed", self.seed)
         form.addRow(self.random_seed)
         layout = QVBoxLayout(self)
@@ -64,8 +88,10 @@ class SamplingPanel(QWidget):
         layout.addWidget(note)
         layout.addStretch(1)
         self.set_values(values)
-        for box in (self.temperature, self.top_p, self.max_tokens, self.seed):
+        for box in (self.temperature, self.top_p, self.top_k, self.min_p, self.repeat_penalty,
+                    self.max_tokens, self.seed):
             box.valueChanged.connect(self._changed)
+        self.stop.textChanged.connect(self._changed)
         self.random_seed.toggled.connect(self._changed)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
         self.system_prompt.textChanged.connect(self._changed)
@@ -73,6 +99,12 @@ class SamplingPanel(QWidget):
     def set_values(self, values: dict) -> None:
         self.temperature.setValue(float(values.get("temperature", DEFAULTS["temperature"])))
         self.top_p.setValue(float(values.get("top_p", DEFAULTS["top_p"])))
+        self.top_k.setValue(int(values.get("top_k", DEFAULTS["top_k"])))
+        self.min_p.setValue(float(values.get("min_p", DEFAULTS["min_p"])))
+        self.repeat_penalty.setValue(float(values.get("repeat_penalty", DEFAULTS["repeat_penalty"])))
+        stops = values.get("stop", DEFAULTS["stop"])
+        self.stop.setPlainText("\n".join(s.replace("\n", "\\n") for s in stops if isinstance(s, str))
+                               if isinstance(stops, list) else "")
         self.max_tokens.setValue(int(values.get("max_tokens", DEFAULTS["max_tokens"])))
         self.seed.setValue(int(values.get("seed", 0)))
         self.random_seed.setChecked(bool(values.get("random_seed", True)))
@@ -89,9 +121,19 @@ class SamplingPanel(QWidget):
         if new_turn and self.random_seed.isChecked():
             self.seed.setValue(random.randint(0, MAX_SEED))
         return {"temperature": round(self.temperature.value(), 3),
-                "top_p": round(self.top_p.value(), 3),
-                "max_tokens": self.max_tokens.value(), "seed": self.seed.value(),
+                "top_p": round(self.top_p.value(), 3), "top_k": self.top_k.value(),
+                "min_p": round(self.min_p.value(), 3), "repeat_penalty": round(self.repeat_penalty.value(), 3),
+                "max_tokens": self.max_tokens.value(), "seed": self.seed.value(), "stop": self.stops(),
                 "system_prompt": self.system_prompt.toPlainText().strip()}
+
+    def stops(self) -> list[str]:
+        """The stop strings as typed: one per line, ``\\n`` standing for a line break."""
+        out = []
+        for line in self.stop.toPlainText().split("\n"):
+            text = line.replace("\\n", "\n")
+            if line.strip() and text not in out:
+                out.append(text)
+        return out[:16]
 
     def _changed(self, *_args) -> None:
         self.sig_changed.emit(self.values())

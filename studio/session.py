@@ -221,6 +221,8 @@ class CompareSession(QObject):
         reply.finish_reason = str(content.get("finish_reason", ""))
         reply.stats = dict(content.get("stats") or {})
         reply.reply_id = content.get("reply_id")
+        reply.looping = bool(content.get("looping"))
+        reply.loop_reason = content.get("loop_reason") if reply.looping else None
         reply.status = "cancelled" if reply.finish_reason == "cancelled" else "done"
         self.sig_reply_changed.emit(turn.idx, reply.slot)
         if turn.complete:

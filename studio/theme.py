@@ -27,6 +27,8 @@ QDockWidget::title {{ padding: 4px 8px; background: #e9ecf0; color: #4a5568; }}
 #modelCaption {{ color: {ACCENT}; font-size: 8.5pt; font-weight: 600; }}
 #replyText {{ color: #1a202c; }}
 #statsLine {{ color: #718096; font-size: 8.5pt; }}
+#loopMarker {{ color: #9c4221; background: #fffaf0; border: 1px solid #fbd38d; border-radius: 3px;
+              padding: 0 4px; font-size: 8.5pt; }}
 #errorText {{ color: #9b2c2c; background: #fff5f5; border: 1px solid #fed7d7;
               border-radius: 4px; padding: 6px 8px; }}
 #emptyHint, #hint {{ color: #8a94a3; }}

@@ -10,24 +10,52 @@ from typing import Callable, Protocol
 from engine.errors import BadRequest
 
 
+# Chat defaults: chosen by `hal bench loops` so that the bundled model's first
+# chat rarely loops (measured table: README, "Chat defaults"). The studio's
+# sampling panel mirrors them (studio/sampling_panel.py DEFAULTS).
+CHAT_DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
+                 "repeat_last_n": 64, "max_tokens": 256}
+MAX_STOPS, MAX_STOP_CHARS = 16, 200
+
+# name, type, lowest, highest (inclusive)
+_NUMBERS = (("temperature", float, 0.0, 5.0), ("top_p", float, 0.0, 1.0), ("top_k", int, 0, 1_000_000),
+            ("min_p", float, 0.0, 1.0), ("repeat_penalty", float, 0.5, 3.0),
+            ("repeat_last_n", int, 1, 4096), ("max_tokens", int, 1, 32768), ("seed", int, 0, 2**31 - 1))
+
+
 @dataclass
 class Sampling:
-    """Sampling settings; both panes of a turn get identical ones."""
+    """Sampling settings; both panes of a turn get identical ones.
 
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_tokens: int = 256
+    Both backends apply them in one order: the repetition penalty (on the raw
+    logits of tokens among the reply's last ``repeat_last_n`` tokens: a
+    positive logit is divided by the penalty, a negative one multiplied, as
+    llama.cpp does; the prompt is not penalised), then temperature, top-k
+    (0 = off), top-p (1 = off), min-p (0 = off: keep tokens at least min_p
+    times as likely as the most likely one), then a seeded draw. Temperature
+    0 is greedy. ``stop``: the reply ends before the first of these strings
+    that appears, which is not part of the reply (finish_reason "stop").
+    """
+
+    temperature: float = CHAT_DEFAULTS["temperature"]
+    top_p: float = CHAT_DEFAULTS["top_p"]
+    max_tokens: int = CHAT_DEFAULTS["max_tokens"]
     seed: int = 0
     system_prompt: str = ""
+    top_k: int = CHAT_DEFAULTS["top_k"]
+    min_p: float = CHAT_DEFAULTS["min_p"]
+    repeat_penalty: float = CHAT_DEFAULTS["repeat_penalty"]
+    repeat_last_n: int = CHAT_DEFAULTS["repeat_last_n"]
+    stop: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Sampling":
         if data is not None and not isinstance(data, dict):
-            raise BadRequest("sampling must be an object {temperature, top_p, max_tokens, seed, system_prompt}")
+            raise BadRequest("sampling must be an object {temperature, top_p, top_k, min_p, repeat_penalty, "
+                             "max_tokens, seed, stop, system_prompt}")
         data = dict(data or {})
         out = cls()
-        for name, kind, lo, hi in (("temperature", float, 0.0, 5.0), ("top_p", float, 0.0, 1.0),
-                                   ("max_tokens", int, 1, 32768), ("seed", int, 0, 2**31 - 1)):
+        for name, kind, lo, hi in _NUMBERS:
             if name in data and data[name] is not None:
                 value = data[name]
                 if (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -42,10 +70,65 @@ class Sampling:
         if not isinstance(prompt, str):
             raise BadRequest("sampling.system_prompt must be a string")
         out.system_prompt = prompt
+        out.stop = check_stops(data.get("stop"))
         return out
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_stops(stops) -> list[str]:
+    """A list of stop strings, validated (None is none)."""
+    if stops is None:
+        return []
+    if not isinstance(stops, list):
+        raise BadRequest("sampling.stop must be a list of strings")
+    if len(stops) > MAX_STOPS:
+        raise BadRequest(f"sampling.stop holds {len(stops)} strings; at most {MAX_STOPS} are allowed")
+    out = []
+    for item in stops:
+        if not isinstance(item, str) or not item:
+            raise BadRequest("each sampling.stop entry must be a non-empty string")
+        if len(item) > MAX_STOP_CHARS:
+            raise BadRequest(f"a sampling.stop string is {len(item)} characters; at most {MAX_STOP_CHARS}")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+class StopMatcher:
+    """Cuts streamed text at the first stop string, holding back any tail that
+    could still become one, so no part of a stop string is ever streamed."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = [s for s in stops if s]
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """The text that is safe to emit now; sets ``stopped`` at a stop string."""
+        if not self.stops:
+            return piece
+        if self.stopped:
+            return ""
+        buf = self.held + piece
+        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped, self.held = True, ""
+            return buf[:min(hits)]
+        keep = 0
+        for s in self.stops:  # the longest tail of buf that begins a stop string
+            for k in range(min(len(s) - 1, len(buf)), keep, -1):
+                if buf.endswith(s[:k]):
+                    keep = k
+                    break
+        self.held = buf[len(buf) - keep:] if keep else ""
+        return buf[:len(buf) - keep]
+
+    def flush(self) -> str:
+        """At the end of a reply that did not stop: the held-back tail."""
+        out, self.held = self.held, ""
+        return out
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.errors import AdapterError, EngineError, PromptTooLong
 from engine.models import hf_adapters
-from engine.models.base import GenerationResult, Sampling, template_digest
+from engine.models.base import GenerationResult, Sampling, StopMatcher, template_digest
 from engine.models.hf_load import dequantized_dir, load_base
 from engine.models.spec import check_adapter_path
 
@@ -40,24 +40,56 @@ def context_length(config, tokenizer=None) -> int:
     return limit if isinstance(limit, int) and 0 < limit < 10**7 else 2048
 
 
-def pick_token(logits, sampling: Sampling, generator) -> int:
-    """Greedy at temperature 0, else temperature then nucleus (top-p) sampling."""
+def candidates(logits, sampling: Sampling, recent: list[int] | None = None):
+    """The tokens a draw may pick and their (unnormalised) probabilities, as
+    ``(probs, ids)`` (``ids`` None: index = token id), in the order Sampling
+    documents; the llama.cpp backend's sampler chain does the same steps:
+    the repetition penalty over ``recent`` (the reply's tokens so far), then
+    temperature, top-k, top-p (nucleus) and min-p. Not for temperature 0."""
+    import torch
+
+    logits = logits.float()
+    if sampling.repeat_penalty != 1.0 and recent:
+        ids = torch.tensor(sorted(set(recent[-sampling.repeat_last_n:])), dtype=torch.long)
+        logits = logits.clone()
+        seen = logits[ids]
+        logits[ids] = torch.where(seen > 0, seen / sampling.repeat_penalty, seen * sampling.repeat_penalty)
+    scaled = logits / sampling.temperature
+    order = None  # candidates' token ids when not the whole vocabulary, most likely first
+    if 0 < sampling.top_k < scaled.numel():
+        scaled, order = torch.topk(scaled, sampling.top_k)
+    probs = torch.softmax(scaled, dim=-1)
+    if sampling.top_p < 1.0:
+        if order is None:
+            # The nucleus almost always lies in the top few hundred tokens: look
+            # there first and sort the whole vocabulary only when it does not.
+            sorted_probs, order = torch.topk(probs, min(256, probs.numel()))
+            if float(sorted_probs.sum()) < sampling.top_p:
+                sorted_probs, order = torch.sort(probs, descending=True)
+        else:
+            sorted_probs = probs  # top-k's candidates come sorted
+        before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+        probs = torch.where(before < sampling.top_p, sorted_probs, torch.zeros_like(sorted_probs))
+    if sampling.min_p > 0.0:
+        probs = torch.where(probs >= sampling.min_p * probs.max(), probs, torch.zeros_like(probs))
+    return probs, order
+
+
+def pick_token(logits, sampling: Sampling, generator, recent: list[int] | None = None) -> int:
+    """Greedy at temperature 0 (after the repetition penalty), else a draw
+    from ``generator`` among ``candidates``."""
     import torch
 
     if sampling.temperature <= 0 or sampling.top_p <= 0:
+        if sampling.repeat_penalty != 1.0 and recent:
+            penalised = Sampling(temperature=1.0, top_p=1.0, repeat_penalty=sampling.repeat_penalty,
+                                 repeat_last_n=sampling.repeat_last_n)
+            probs, _ = candidates(logits, penalised, recent)
+            return int(torch.argmax(probs))
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
-    if sampling.top_p < 1.0:
-        # The nucleus almost always lies in the top few hundred tokens: look
-        # there first and sort the whole vocabulary only when it does not.
-        sorted_probs, order = torch.topk(probs, min(256, probs.numel()))
-        if float(sorted_probs.sum()) < sampling.top_p:
-            sorted_probs, order = torch.sort(probs, descending=True)
-        before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-        sorted_probs = torch.where(before < sampling.top_p, sorted_probs, torch.zeros_like(sorted_probs))
-        choice = torch.multinomial(sorted_probs, 1, generator=generator)
-        return int(order[choice])
-    return int(torch.multinomial(probs, 1, generator=generator))
+    probs, order = candidates(logits, sampling, recent)
+    choice = torch.multinomial(probs, 1, generator=generator)
+    return int(order[choice]) if order is not None else int(choice)
 
 
 class TextStream:
@@ -268,6 +300,14 @@ class HFModel:
             generator = torch.Generator().manual_seed(sampling.seed)
             budget = min(sampling.max_tokens, self.n_ctx - len(ids))
             stream = TextStream(self.tokenizer, self._tok_lock)
+            stopper = StopMatcher(sampling.stop)
+            parts: list[str] = []
+
+            def emit(text: str) -> None:
+                if text:
+                    parts.append(text)
+                    on_token(text)
+
             out_ids: list[int] = []
             finish, ttft = "length", 0.0
             with self._using(adapter), torch.inference_mode():
@@ -280,23 +320,25 @@ class HFModel:
                     out = self._model(input_ids=step_input, past_key_values=cache, use_cache=True,
                                       **self._keep_last)
                     cache = out.past_key_values
-                    token = pick_token(out.logits[0, -1], sampling, generator)
+                    token = pick_token(out.logits[0, -1], sampling, generator, out_ids)
                     if not out_ids and not ttft:
                         ttft = time.perf_counter() - started
                     if token in self.stop_ids:
                         finish = "stop"
                         break
                     out_ids.append(token)
-                    piece = stream.step(out_ids)
-                    if piece:
-                        on_token(piece)
+                    emit(stopper.feed(stream.step(out_ids)))
+                    if stopper.stopped:  # a stop string: the reply ends before it
+                        finish = "stop"
+                        break
                     step_input = torch.tensor([[token]], dtype=torch.long)
-                rest = stream.step(out_ids, final=True)
-                if rest:
-                    on_token(rest)
+                if not stopper.stopped:
+                    emit(stopper.feed(stream.step(out_ids, final=True)))
+                    emit(stopper.flush())
         finally:
             self._lock.release()
-        return GenerationResult(stream.decode(out_ids), finish, len(ids), len(out_ids), ttft,
+        text = "".join(parts) if sampling.stop else stream.decode(out_ids)
+        return GenerationResult(text, finish, len(ids), len(out_ids), ttft,
                                 time.perf_counter() - started, extra)
 
     # -------------------------------------------------------------- scoring

@@ -25,7 +25,7 @@ import numpy as np
 from llama_cpp import llama_cpp as ll
 
 from engine.errors import AdapterError, EngineError
-from engine.models.base import Sampling
+from engine.models.base import Sampling, StopMatcher
 
 GGML_TYPE_F16 = 1
 SHARE_MIN = 64  # copying another pane's KV stream beats prefilling only past this many tokens
@@ -127,6 +127,7 @@ class Request:
         self.generated: list[int] = []
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.parts: list[str] = []
+        self.stopper = StopMatcher(sampling.stop)
         self.sampler = None
         self.t_first: float | None = None
         self.t_done = 0.0
@@ -362,10 +363,21 @@ class Lane:
         if req.t_first is None:
             req.t_first = time.perf_counter()
         if ll.llama_vocab_is_eog(owner.vocab_ptr, token):
+            self._emit(req, req.stopper.flush())
             self._finish(req, "stop")
             return
         req.generated.append(token)
-        text = req.decoder.decode(owner.piece(token))
+        self._emit(req, req.stopper.feed(req.decoder.decode(owner.piece(token))))
+        if req.stopper.stopped:  # a stop string: the reply ends before it
+            self._finish(req, "stop")
+        elif len(req.generated) >= req.sampling.max_tokens or req.n_past >= owner.n_ctx_per_seq:
+            self._emit(req, req.stopper.flush())
+            self._finish(req, "length")
+        else:
+            req.next_token = token
+
+    @staticmethod
+    def _emit(req: Request, text: str) -> None:
         if text:
             req.parts.append(text)
             if req.callback_error is None:
@@ -373,10 +385,6 @@ class Lane:
                     req.on_token(text)
                 except BaseException as exc:  # this request stops; the others go on
                     req.callback_error, req.abort = exc, True
-        if len(req.generated) >= req.sampling.max_tokens or req.n_past >= owner.n_ctx_per_seq:
-            self._finish(req, "length")
-        else:
-            req.next_token = token
 
     def _drop_slot(self, req: Request) -> None:
         if req.slot is not None:

@@ -107,6 +107,34 @@ def _adapter_refusal(log: str) -> str:
     return "was refused by llama.cpp as a LoRA adapter"
 
 
+def sampler_chain(s: Sampling, n_vocab: int, draw: bool = True):
+    """llama.cpp's sampler chain for ``s``, in the order Sampling documents
+    (the HF backend's ``candidates`` applies the same steps in the same
+    order). The repetition penalty sees only the reply's tokens: the chain
+    accepts each token it samples. ``draw=False`` leaves off the final
+    choice (greedy or seeded), for tests that compare the candidates."""
+    params = ll.llama_sampler_chain_default_params()
+    params.no_perf = True
+    chain = ll.llama_sampler_chain_init(params)
+    if s.repeat_penalty != 1.0:
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_penalties(
+            n_vocab, s.repeat_last_n, s.repeat_penalty, 0.0, 0.0))
+    if s.temperature <= 0 or s.top_p <= 0:
+        if draw:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+        return chain
+    ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(s.temperature))
+    if s.top_k > 0:
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(s.top_k))
+    if s.top_p < 1.0:
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(s.top_p, 1))
+    if s.min_p > 0.0:
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(s.min_p, 1))
+    if draw:
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(s.seed & 0xFFFFFFFF))
+    return chain
+
+
 class LlamaCppModel:
     """A GGUF base model served by llama.cpp, with its GGUF LoRA adapters."""
 
@@ -228,17 +256,7 @@ class LlamaCppModel:
         return list(buf[:n])
 
     def make_sampler(self, s: Sampling):
-        params = ll.llama_sampler_chain_default_params()
-        params.no_perf = True
-        chain = ll.llama_sampler_chain_init(params)
-        if s.temperature <= 0 or s.top_p <= 0:
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
-        else:  # temperature, then the nucleus of the tempered distribution, as the HF backend does
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(s.temperature))
-            if s.top_p < 1.0:
-                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(s.top_p, 1))
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(s.seed & 0xFFFFFFFF))
-        return chain
+        return sampler_chain(s, self.n_vocab)
 
     # -- adapters and contexts
     def _adapter_file(self, adapter: str) -> str:
@@ -350,6 +368,8 @@ class LlamaCppModel:
                 raise req.error
             raise EngineError(f"Generation failed: {req.error}") from req.error
         end = req.t_done
+        if req.finish != "stop":  # cut short (length, cancel): the held-back tail is reply text
+            req.parts.append(req.stopper.flush())
         return GenerationResult(
             text="".join(req.parts), finish_reason=req.finish, prompt_tokens=len(tokens),
             completion_tokens=len(req.generated),

@@ -24,6 +24,19 @@ def turn_with_replies(store, blind=False, a_side="left"):
     return conv, turn, a, b
 
 
+def test_every_stored_reply_carries_a_loop_flag(tmp_path):
+    store = Store(tmp_path / "s.db")
+    conv = store.create_conversation(SPEC, SPEC, SAMPLING, blind=False, title="t")
+    turn = store.add_turn(conv, "hi", blind=False, a_side="left")
+    fine = store.add_reply(turn, "a", "left", "hey! not much, you?", "stop", SPEC, INFO, SAMPLING, STATS)
+    loop = store.add_reply(turn, "b", "right", "I see. " * 12, "length", SPEC, INFO,
+                           {**SAMPLING, "top_k": 40, "stop": ["User:"]}, STATS)
+    assert (store.reply(fine)["looping"], store.reply(fine)["loop_reason"]) == (0, None)
+    row = store.reply(loop)
+    assert row["looping"] == 1 and row["loop_reason"].startswith("repeated_phrase")
+    assert row["sampling"]["top_k"] == 40 and row["sampling"]["stop"] == ["User:"]
+
+
 def test_wal_and_schema_version(tmp_path):
     store = Store(tmp_path / "s.db")
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -4,6 +4,7 @@ StoreError and is never corrupted; a newer schema is refused untouched."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -47,6 +48,14 @@ def test_an_old_store_opens_in_the_current_schema_with_its_rows(tmp_path, versio
     if version >= 3:
         assert turn["prompt_set"] == "casual"
         assert store.db["repeat_ratings"].get("p1")["verdict"] == "likely_right"
+    # every reply carries a loop flag and the sampling settings added in schema 4
+    for row in store.db.query("SELECT * FROM replies"):
+        sampling = json.loads(row["sampling"])
+        assert row["looping"] in (0, 1) and sampling["seed"] == 7
+        assert {k: sampling[k] for k in ("top_k", "repeat_penalty", "stop")} == (
+            {"top_k": 40, "repeat_penalty": 1.2, "stop": ["User:"]} if row["id"] == "r3"
+            else {"top_k": 0, "repeat_penalty": 1.0, "stop": []})
+        assert row["looping"] == (row["text"] == "no no no no no")
     # and the upgraded store takes new ratings
     store.rate("t1", "r1", "r2", "tie", blind=True, a_side="right")
     assert store.rating_for_turn("t1")["verdict"] == "tie"

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+from engine.scoring.loops import loop_reason
 from engine.store import Store
 
 OUT_LOCK = threading.Lock()
@@ -78,8 +79,10 @@ def generate(msg: dict) -> None:
         reply_id = store().add_reply(persist["turn_id"], persist["slot"], persist["side"], text,
                                      finish, spec, info, sampling, stats,
                                      status="cancelled" if finish == "cancelled" else "done")
+    reason = loop_reason(text)  # as the real engine does (engine/commands.py)
     emit("result", {"text": text, "finish_reason": finish, "reply_id": reply_id,
-                    "stats": stats, "model": info}, msg["id"])
+                    "stats": stats, "model": info, "looping": reason is not None,
+                    "loop_reason": reason}, msg["id"])
 
 
 def handle(msg: dict) -> bool:
