@@ -26,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     failed = False
     try:
+        # the distilled judge first: the distilled weights are fitted on its ratings
+        model = shipped.build_distilled()
+        if args.check:
+            diff = shipped.distilled_differences(model)
+            print(f"judge {shipped.DISTILLED_ID}: " + ("matches" if not diff else "DIFFERS: " + "; ".join(diff)))
+            failed |= bool(diff)
+        else:
+            print(f"judge {shipped.DISTILLED_ID}: wrote {shipped.write_distilled(model)}")
         for item in shipped.SHIPPED_WEIGHTS:
             built = shipped.build_weights(item)
             path = shipped.weights_path(item)

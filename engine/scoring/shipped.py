@@ -24,6 +24,9 @@ from engine.errors import BadRequest
 TURING_FILE = "turing_gpt5_train.csv"
 
 
+DISTILLED_ID = "gpt5-turing"  # the shipped distilled judge (resources/judges/gpt5-turing/)
+
+
 @dataclass(frozen=True)
 class ShippedWeights:
     id: str
@@ -34,6 +37,7 @@ class ShippedWeights:
     repeats: int
     name: str
     description: str
+    model: str | None = None  # the judge's model (a distilled judge's id)
 
 
 SHIPPED_WEIGHTS = (
@@ -43,7 +47,65 @@ SHIPPED_WEIGHTS = (
         description=("Logistic regression (L2) of human vs AI on the lexical judge's own ratings of the "
                      "900 witness sides of the shared Turing games (the paper's proxy task), 32 traits. "
                      "Rebuilt by scripts/build_resources.py; the score is this judge's logit of 'human'.")),
+    ShippedWeights(
+        id="distilled_turing", judge="distilled", model=DISTILLED_ID, penalty="l2", C=1.0, folds=10, repeats=3,
+        name="Distilled judge, fitted on the Turing games",
+        description=("Logistic regression (L2) of human vs AI on the shipped distilled judge's out-of-fold "
+                     "ratings of the 900 witness sides of the shared Turing games, 32 traits. Rebuilt by "
+                     "scripts/build_resources.py; the score is this judge's logit of 'human'.")),
 )
+
+
+def judge_dir() -> Path:
+    from engine.scoring.judges.distilled import shipped_dir
+
+    return shipped_dir() / DISTILLED_ID
+
+
+def build_distilled():
+    """The distilled judge fitted on the GPT-5 ratings of the shared Turing file (in memory)."""
+    from engine.scoring.importers import load_any
+    from engine.scoring.judges.distilled import fit_distilled
+    from engine.scoring.traits import load_questionnaire
+
+    q = load_questionnaire("hal32")
+    data = load_any(turing_file())
+    rated = [d for d in data.dialogues if d.ratings]
+    model, _ = fit_distilled(rated, [d.ratings for d in rated], q.trait_ids, model_id=DISTILLED_ID,
+                             source=Path(TURING_FILE).stem)
+    model.meta.pop("created", None)  # a rebuild should match byte for byte where it can
+    model.meta["built_by"] = "scripts/build_resources.py"
+    return model
+
+
+def write_distilled(model) -> Path:
+    from engine.scoring.judges.distilled import save_model, shipped_dir
+
+    return save_model(model, shipped_dir(), hashed_words=True)
+
+
+def distilled_differences(built, tol: float = 1e-4) -> list[str]:
+    """What differs between a rebuilt distilled judge and the shipped one."""
+    import numpy as np
+
+    from engine.scoring.judges.distilled import hash_token, load_model
+
+    try:
+        shipped_model = load_model(DISTILLED_ID)
+    except Exception as exc:
+        return [f"the shipped judge does not load: {exc}"]
+    out = []
+    if shipped_model.trait_ids != built.trait_ids:
+        out.append("the traits differ")
+    if [hash_token(t) for t in built.features.vocabulary()] != shipped_model.features.vocabulary():
+        out.append("the word vocabulary differs")
+    if shipped_model.coef.shape != built.coef.shape:
+        out.append(f"coefficients {shipped_model.coef.shape} -> {built.coef.shape}")
+    elif float(np.abs(shipped_model.coef - built.coef).max()) > tol:
+        out.append(f"coefficients differ by up to {float(np.abs(shipped_model.coef - built.coef).max()):.2g}")
+    if float(np.abs(np.asarray(shipped_model.intercept) - np.asarray(built.intercept)).max()) > tol:
+        out.append("intercepts differ")
+    return out
 
 
 def weights_path(item: ShippedWeights) -> Path:
@@ -69,7 +131,7 @@ def build_weights(item: ShippedWeights) -> dict:
 
     q = load_questionnaire("hal32")
     data = load_any(turing_file())
-    judge = get_judge(item.judge, questionnaire=q, cache=False)
+    judge = get_judge(item.judge, questionnaire=q, cache=False, **({"model": item.model} if item.model else {}))
     ratings = (judge.fit_ratings(data.dialogues)[0] if hasattr(judge, "fit_ratings")
                else judge.rate_many(data.dialogues))
     table, _problems = build_table(data.dialogues, ratings, q.trait_ids)

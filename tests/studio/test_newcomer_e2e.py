@@ -92,7 +92,8 @@ def test_chat_rate_train_use_in_pane_b_and_results_on_the_defaults(qtbot, store,
         right = second.reply_on("right")
         assert right.status == "done" and right.text.strip() and not right.error
         row = store.reply(right.reply_id)
-        assert json.loads(row["model_spec"])["adapter"] == adapter["peft_path"]
+        spec = row["model_spec"] if isinstance(row["model_spec"], dict) else json.loads(row["model_spec"])
+        assert spec["adapter"] == adapter["peft_path"]
         assert row["adapter"] and Path(row["adapter"]).name == "adapter.gguf"
         assert Path(row["adapter"]).parent == Path(adapter["peft_path"])
         assert row["backend"] == "llamacpp"

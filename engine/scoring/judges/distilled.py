@@ -14,6 +14,7 @@ names a folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -57,6 +58,22 @@ def shipped_dir() -> Path:
     return paths.resources_dir() / "judges"
 
 
+HASHED = "#b2:"  # a word n-gram stored as its 64-bit BLAKE2b digest, not as text
+
+
+def hash_token(token: str) -> str:
+    return HASHED + hashlib.blake2b(token.encode("utf-8"), digest_size=8).hexdigest()
+
+
+_plain_words = TfidfVectorizer(ngram_range=(1, 2)).build_analyzer()
+
+
+def hashed_word_analyzer(doc: str) -> list[str]:
+    """The word 1-2-grams of the plain analyser, each as its digest: a shipped judge's
+    vocabulary holds numbers, no text from the data it was fitted on."""
+    return [hash_token(t) for t in _plain_words(doc)]
+
+
 class TextFeatures:
     """Character 1-4-grams (hashed, case kept), word 1-2-grams and the lexical features, side by side."""
 
@@ -90,8 +107,12 @@ class TextFeatures:
                    word_idf: np.ndarray, lex_mean: np.ndarray, lex_scale: np.ndarray) -> "TextFeatures":
         feats = cls(lexical_weight)
         feats.chars = chars
-        feats.words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32,
-                                      vocabulary=vocabulary)
+        if vocabulary and all(t.startswith(HASHED) for t in vocabulary):
+            feats.words = TfidfVectorizer(analyzer=hashed_word_analyzer, sublinear_tf=True, dtype=np.float32,
+                                          vocabulary=vocabulary)
+        else:
+            feats.words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32,
+                                          vocabulary=vocabulary)
         feats.words.idf_ = word_idf
         feats.lex_mean, feats.lex_scale = lex_mean, lex_scale
         return feats
@@ -202,9 +223,10 @@ def _default_id(source: str) -> str:
     return f"{stem}-{time.strftime('%Y%m%dT%H%M%S')}".replace("..", "-")
 
 
-def save_model(model: DistilledModel, folder: Path | None = None) -> Path:
+def save_model(model: DistilledModel, folder: Path | None = None, hashed_words: bool = False) -> Path:
     """Write ``model`` as a folder ``<id>/`` (into the user's judges unless ``folder`` is given),
-    under a temporary name first, so a crash never leaves half a judge behind."""
+    under a temporary name first, so a crash never leaves half a judge behind. With
+    ``hashed_words`` the word vocabulary is written as digests (what the studio ships)."""
     check_id(model.id, "distilled judge id")
     root = Path(folder) if folder is not None else models_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -225,7 +247,10 @@ def save_model(model: DistilledModel, folder: Path | None = None) -> Path:
                             lex_mean=feats.lex_mean, lex_scale=feats.lex_scale,
                             coef=np.asarray(model.coef, dtype=np.float32),
                             intercept=np.asarray(model.intercept, dtype=np.float64))
-        (tmp / "vocabulary.json").write_text(json.dumps(feats.vocabulary(), ensure_ascii=False), encoding="utf-8")
+        vocab = feats.vocabulary()
+        if hashed_words:
+            vocab = [t if t.startswith(HASHED) else hash_token(t) for t in vocab]
+        (tmp / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         (tmp / "oof.json").write_text(json.dumps(model.oof), encoding="utf-8")
         (tmp / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")  # last: marks the folder whole
         if final.exists():

@@ -48,7 +48,7 @@ def test_saved_model_is_loaded_by_id_and_newest_by_default():
     items = teacher_items(40)
     model, _ = fit_distilled(items, [d.ratings for d in items], folds=2, model_id="teach-1")
     save_model(model)
-    assert [m["id"] for m in list_models()] == ["teach-1"]
+    assert [m["id"] for m in list_models() if m["where"] == "user"] == ["teach-1"]
     assert load_model("teach-1").trait_ids == model.trait_ids
     judge = get_judge("distilled", cache=False)
     assert judge.judge_id == "distilled:teach-1"
@@ -66,3 +66,20 @@ def test_fit_ratings_use_out_of_fold_values_for_training_items():
     col = model.trait_ids.index(3)
     assert ratings[0][3] == pytest.approx(oof[0, col], abs=1e-3)
     assert ratings[1] == judge.rate(unseen)
+
+
+def test_a_judge_saved_with_hashed_words_rates_exactly_as_the_plain_one(tmp_path):
+    """What the studio ships: the word vocabulary as digests, no text from the data."""
+    import json
+
+    items = teacher_items(40)
+    model, _ = fit_distilled(items, [d.ratings for d in items], folds=2, model_id="teach-h")
+    plain = save_model(model, tmp_path / "plain")
+    hashed = save_model(model, tmp_path / "hashed", hashed_words=True)
+    words = json.loads((hashed / "vocabulary.json").read_text())
+    assert words and all(w.startswith("#b2:") for w in words)
+    assert not set(WORDS) & set(words) and set(WORDS) & set(json.loads((plain / "vocabulary.json").read_text()))
+    from engine.scoring.judges.distilled import _load_folder
+
+    a, b = _load_folder(plain), _load_folder(hashed)
+    assert np.allclose(a.predict(items), b.predict(items), atol=1e-6)

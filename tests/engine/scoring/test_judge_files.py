@@ -135,12 +135,14 @@ def test_damaged_or_pickled_arrays_are_refused_in_one_line():
         dj.load_model("t3")
 
 
-def test_an_old_joblib_judge_is_refused_with_the_fix(tmp_path):
+def test_an_old_joblib_judge_is_refused_with_the_fix(tmp_path, monkeypatch):
     marker = tmp_path / "pwned.txt"
     (dj.models_dir() / "old.joblib").write_bytes(pickle.dumps(_Boom(str(marker))))
     (dj.models_dir() / "old.json").write_text(json.dumps({"id": "old", "created": "2026-01-01"}))
     with pytest.raises(JudgeUnavailable, match="re-run hal distill"):
         dj.load_model("old")
+    assert dj.load_model().id == "gpt5-turing"  # the newest loadable one: the shipped judge
+    monkeypatch.setattr(dj, "shipped_dir", lambda: tmp_path / "nothing-shipped")
     with pytest.raises(JudgeUnavailable, match="re-run hal distill"):
         dj.load_model()  # the newest: only an old one exists
     assert not marker.exists()

@@ -71,8 +71,9 @@ def test_registry():
         get_judge("api", cache=False)
     with pytest.raises(JudgeUnavailable, match="unknown judge"):
         get_judge("oracle")
+    assert get_judge("distilled", cache=False).judge_id == "distilled:gpt5-turing"  # shipped, out of the box
     with pytest.raises(JudgeUnavailable, match="no distilled judge"):
-        get_judge("distilled")
+        get_judge("distilled", model="not-fitted-here")
 
 
 class CountingJudge(LexicalJudge):

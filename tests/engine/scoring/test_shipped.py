@@ -28,6 +28,20 @@ def test_a_rebuild_matches_what_is_shipped(item):
     assert shipped.differences(shipped.build_weights(item), shipped_now) == []
 
 
+@pytest.mark.skipif(not _has_reference_data(), reason="the paper's reference data is not beside the checkout")
+def test_a_rebuild_of_the_distilled_judge_matches_what_is_shipped():
+    assert shipped.distilled_differences(shipped.build_distilled()) == []
+
+
+def test_the_shipped_judge_holds_no_text_from_the_data():
+    folder = shipped.judge_dir()
+    assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "judge.json", "oof.json", "vocabulary.json"]
+    words = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+    assert len(words) > 1000 and all(w.startswith("#b2:") and len(w) == 20 for w in words)
+    oof = json.loads((folder / "oof.json").read_text(encoding="utf-8"))
+    assert all(len(k) == 64 and all(isinstance(x, float) for x in v) for k, v in oof.items())  # digests
+
+
 def test_differences_sees_a_changed_number():
     item = shipped.SHIPPED_WEIGHTS[0]
     now = json.loads(shipped.weights_path(item).read_text(encoding="utf-8"))
@@ -52,3 +66,7 @@ def test_a_newcomer_scores_with_the_shipped_fit_of_the_default_judge(tmp_path, m
     # fails when the judge's rules change without a rebuild of the shipped weights
     assert w.id == "lexical_turing" and mismatch_note(w, judge.judge_id) is None
     assert w.metrics["cv_accuracy"] > 0.8
+    distilled = get_judge("distilled", questionnaire=load_questionnaire("hal32"), cache=False)
+    assert distilled.judge_id.startswith("distilled:gpt5-turing")
+    w = default_weights(distilled.judge_id)
+    assert w.id == "distilled_turing" and mismatch_note(w, distilled.judge_id) is None
