@@ -2,6 +2,10 @@
 
 Progress goes to stderr; ``--json`` prints one JSON object on stdout:
 {round_id, adapter, seconds, steps, metrics, verdict}.
+
+``hal round export ROUND_ID FOLDER`` writes a DPO round as a folder that trains
+the same LoRA with ``accelerate launch`` elsewhere (engine/training/export.py);
+``--json`` prints what was written.
 """
 
 from __future__ import annotations
@@ -87,18 +91,52 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
-    from engine.training.kinds import KINDS
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.store import Store
+    from engine.training.export import export_round
 
-    p = sub.add_parser("round", help="run an alignment round headless (DPO, online RL, reward updates)")
-    p.add_argument("kind", choices=list(KINDS))
-    p.add_argument("--preset", default="default", choices=["smoke", "default"],
-                   help="smoke: seconds, for checks; default: works on the bundled model on 2 cores")
-    p.add_argument("--config", help="a JSON file of settings over the preset")
-    p.add_argument("--resume", help="id of a cancelled or failed round to resume")
+    store = Store(args.db) if args.db else Store()
+    try:
+        out = export_round(store, args.round_id, args.folder, copy_base=args.copy_base)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    base = out["base"]
+    print(f"Exported round {out['round_id']} to {out['folder']}: {out['pairs']} pairs ({out['rows']} rows), "
+          f"base {'copied from' if base['copied'] else 'pointed at'} {base['from']}"
+          + (f", starts from adapter {out['start_adapter']['from']}" if out["start_adapter"] else "")
+          + (f", human-chat anchor x{out['anchor']['weight']:g}" if out["anchor"] else "") + ".")
+    print(f"Run there: {out['run']}   (README.txt says more)")
+    return 0
+
+
+def register(sub) -> None:
+    from engine.training.kinds import KINDS, title
+
+    rounds = sub.add_parser("round", help="run an alignment round headless (DPO, online RL, reward updates), "
+                                          "or export one for a bigger machine")
+    kinds = rounds.add_subparsers(dest="kind", required=True, metavar="{" + ",".join([*KINDS, "export"]) + "}")
+    for kind in KINDS:
+        p = kinds.add_parser(kind, help=title(kind))
+        p.add_argument("--preset", default="default", choices=["smoke", "default"],
+                       help="smoke: seconds, for checks; default: works on the bundled model on 2 cores")
+        p.add_argument("--config", help="a JSON file of settings over the preset")
+        p.add_argument("--resume", help="id of a cancelled or failed round to resume")
+        p.add_argument("--db", help="the studio store (default: the user's)")
+        p.add_argument("--json", action="store_true", help="one line of JSON on stdout")
+        p.set_defaults(func=cmd_round)
+
+    p = kinds.add_parser("export", help="write a DPO round as a folder that trains the same LoRA with "
+                                        "accelerate launch on another machine (one GPU or many)")
+    p.add_argument("round_id", metavar="ROUND_ID")
+    p.add_argument("folder", metavar="FOLDER", help="a new (or empty) folder")
+    p.add_argument("--no-copy-base", dest="copy_base", action="store_false",
+                   help="point launch.sh at the base weights' folder here instead of copying them in")
     p.add_argument("--db", help="the studio store (default: the user's)")
-    p.add_argument("--json", action="store_true", help="one line of JSON on stdout")
-    p.set_defaults(func=cmd_round)
+    p.add_argument("--json", action="store_true", help="print what was written as one line of JSON")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("eval", help="the verdict of an adapter against the base on held-out prompts")
     p.add_argument("--adapter", required=True, help="adapter id or PEFT folder")

@@ -6,7 +6,9 @@
   {round_id, adapter, seconds, steps, metrics, verdict}; ``cancel`` stops it at the
   next step end with a checkpoint (resume with config {"resume": round_id})
 - ``round.list`` {limit?} -> {rounds}; ``round.get`` {round_id} -> {round}
-- ``round.export`` {round_id, folder} -> {folder, files}: dataset + TRL config + launch script
+- ``round.export`` {round_id, folder, copy_base?} -> {folder, files, pairs, rows, base, start_adapter,
+  anchor, requirements, run}: a DPO round as a folder that trains the same LoRA with
+  ``accelerate launch`` (engine/training/export.py)
 - ``adapter.list`` {} -> {adapters}
 - ``eval`` {adapter, config?} -> the verdict of an adapter against the base
 - ``pairs.export`` {pair_set, path, format: jsonl|datasets} -> {rows, path}
@@ -86,7 +88,10 @@ def round_get(engine: Engine, msg: Message, state: JobState) -> dict:
 def round_export(engine: Engine, msg: Message, state: JobState) -> dict:
     from engine.training.export import export_round
 
-    return export_round(engine.store, _str(msg.content, "round_id"), _str(msg.content, "folder"))
+    copy_base = msg.content.get("copy_base", True)
+    if not isinstance(copy_base, bool):
+        raise BadRequest("copy_base must be true or false")
+    return export_round(engine.store, _str(msg.content, "round_id"), _str(msg.content, "folder"), copy_base)
 
 
 @command("adapter.list")

@@ -223,26 +223,38 @@ def _public(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "history"}
 
 
+def dpo_settings(cfg) -> dict:
+    """The DPOConfig values a round sets beyond the shared trainer settings (the export uses them too)."""
+    losses = (dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, cfg.sft_weight]) if cfg.loss_type == "rpo"
+              else dict(loss_type=[cfg.loss_type]))
+    return dict(beta=cfg.beta, **losses, max_length=cfg.max_length, precompute_ref_log_probs=False)
+
+
+def anchor_settings(cfg) -> dict | None:
+    """The human-chat anchor a round adds (None when off); the export carries the same."""
+    if cfg.anchor != "chitchat" or cfg.anchor_weight <= 0:
+        return None
+    return {"weight": cfg.anchor_weight, "batch_size": cfg.anchor_batch, "max_length": cfg.max_length,
+            "seed": cfg.seed}
+
+
 def _trainer(cfg, state, record, model, tok, parent, dataset, units):
     from trl import DPOConfig, DPOTrainer
 
     from engine.training.callbacks import JobCallback
     from engine.training.runner import training_args
 
-    losses = (dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, cfg.sft_weight]) if cfg.loss_type == "rpo"
-              else dict(loss_type=[cfg.loss_type]))
-    args = training_args(DPOConfig, cfg, str(record.checkpoint_dir), beta=cfg.beta, **losses,
-                         max_length=cfg.max_length,
-                         precompute_ref_log_probs=False)
+    args = training_args(DPOConfig, cfg, str(record.checkpoint_dir), **dpo_settings(cfg))
     callback = JobCallback(state, "DPO", offset=30.0, span=55.0, total_units=units)
     kwargs = {} if parent else {"peft_config": policy.lora_config(cfg)}
     trainer_class = DPOTrainer
-    if cfg.anchor == "chitchat" and cfg.anchor_weight > 0:
+    anchor = anchor_settings(cfg)
+    if anchor:
         from engine.training.anchor import Anchor, anchored
 
         trainer_class = anchored(DPOTrainer)
-        kwargs.update(anchor=Anchor(tok, batch_size=cfg.anchor_batch, max_length=cfg.max_length,
-                                    seed=cfg.seed), anchor_weight=cfg.anchor_weight)
+        kwargs.update(anchor=Anchor(tok, batch_size=anchor["batch_size"], max_length=anchor["max_length"],
+                                    seed=anchor["seed"]), anchor_weight=anchor["weight"])
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tok,
                             callbacks=[callback], **kwargs)
     return trainer, callback

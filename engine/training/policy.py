@@ -59,11 +59,16 @@ def load(base: Base):
     return model, tok
 
 
+def lora_settings(cfg) -> dict:
+    """The LoraConfig values of a round (an exported round carries the same)."""
+    return dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
+
+
 def lora_config(cfg):
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(**lora_settings(cfg))
 
 
 def with_adapter(model, parent_peft: str | None, cfg):

@@ -27,20 +27,26 @@ class TrainSettings:
     threads: int = opt(0, "CPU threads for torch (0 = all cores, or one when the machine is busy)", 0, 256)
 
 
-def training_args(cls, cfg, output_dir: str, **extra):
-    """A TRL config for CPU: fp32, no gradient checkpointing, quiet, log every step."""
-    import torch
-
+def training_kwargs(cfg, **extra) -> dict:
+    """The trainer settings a round uses, as plain JSON values (no output folder, no
+    device): what ``training_args`` builds from, and what an exported round carries."""
     kwargs = dict(
-        output_dir=output_dir, per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
         warmup_steps=float(cfg.warmup_ratio), logging_steps=1, save_strategy="steps",
         save_steps=cfg.save_steps, save_total_limit=2, report_to="none", seed=cfg.seed,
         bf16=False, fp16=False, activation_checkpointing=False, disable_tqdm=True,
-        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False)
+        dataloader_num_workers=0, remove_unused_columns=False)
     kwargs.update(extra)
-    return cls(**kwargs)
+    return kwargs
+
+
+def training_args(cls, cfg, output_dir: str, **extra):
+    """A TRL config for CPU: fp32, no gradient checkpointing, quiet, log every step."""
+    import torch
+
+    return cls(output_dir=output_dir, use_cpu=not torch.cuda.is_available(), **training_kwargs(cfg, **extra))
 
 
 def train(trainer, record, callback: JobCallback, resume: bool) -> dict:
