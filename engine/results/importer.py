@@ -54,7 +54,7 @@ and reported as self-vs-self: it enters no win rate, leaderboard or Elo.
 
 Limits: the file must be a regular file of at most 1 GiB, and a line (a CSV record)
 at most 8 MiB; longer lines are skipped and reported. Votes are written in short
-transactions (a quarter of a second each, then a pause), so a rating given in the
+transactions (half a second each, then a pause of 0.11 s), so a rating given in the
 studio, or a reply the engine stores, gets in while a long import runs. Each vote
 (bundle: each rating with its turn, conversation and replies) goes in whole or not at
 all. If the store refuses writes part-way (a full disk, a read-only file) the import
@@ -86,8 +86,8 @@ MINIMAL_FIELDS = set(MINIMAL_REQUIRED) | {"blind", "prompt", "left_text", "right
                                           "rater", "id"}
 MAX_LINE_BYTES = 8 * 2**20
 MAX_FILE_BYTES = 2**30
-CHUNK_SECONDS = 0.25  # longest write transaction of an import
-PAUSE_SECONDS = 0.12  # then this long with the store free (SQLite's busy wait polls every <= 100 ms)
+CHUNK_SECONDS = 0.5  # longest write transaction of an import
+PAUSE_SECONDS = 0.11  # then this long with the store free (SQLite's busy wait polls every <= 100 ms)
 
 # CSV header names -> the minimal format's field (the first of each is the documented one)
 CSV_COLUMNS = {
