@@ -190,6 +190,29 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_adapters_list(args) -> int:
+    from engine.results.names import list_adapters
+
+    rows = list_adapters(_store(args))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no adapters yet: a DPO or online RL round makes one")
+    for r in rows:
+        print(f"{r['id'][:12]}  {r['display_name']:<32}  {str(r['created_at'])[:16]}  {r['peft_path']}")
+    return 0
+
+
+def cmd_adapters_rename(args) -> int:
+    from engine.results.names import rename_adapter
+
+    row = rename_adapter(_store(args), args.adapter, args.name)
+    print(json.dumps({"id": row["id"], "name": row["name"]}) if args.json else
+          f"adapter {row['id'][:12]} is now named {row['name']!r}")
+    return 0
+
+
 def register(sub) -> None:
     """Add ``results`` and ``ratings`` to the ``hal`` command line."""
     p = sub.add_parser("results", help="win rates, leaderboard, position bias, consistency")
@@ -230,6 +253,20 @@ def register(sub) -> None:
     p.add_argument("note")
     p.add_argument("--db")
     p.set_defaults(func=cmd_note)
+
+    adapters = sub.add_parser("adapters", help="list trained adapters, or give one a readable name")
+    asub = adapters.add_subparsers(dest="adapters_command", required=True)
+    p = asub.add_parser("list", help="adapters with the names results and exports show, newest first")
+    p.add_argument("--db")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapters_list)
+    p = asub.add_parser("rename", help="give an adapter the name results, exports and reports show "
+                        "(default: '<kind> round <n> · <preset>')")
+    p.add_argument("adapter", help="the adapter's id (or its first 4+ characters), folder or current name")
+    p.add_argument("name")
+    p.add_argument("--db")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapters_rename)
 
     p = rsub.add_parser("delete", help="delete a rating (kept in rating_history)")
     p.add_argument("rating_id")
