@@ -7,7 +7,8 @@
   next step end with a checkpoint (resume with config {"resume": round_id})
 - ``round.list`` {limit?} -> {rounds}; ``round.get`` {round_id} -> {round}
 - ``round.export`` {round_id, folder} -> {folder, files}: dataset + TRL config + launch script
-- ``adapter.list`` {} -> {adapters}
+- ``adapter.list`` {} -> {adapters}: each with ``display_name``
+- ``adapter.rename`` {id, name} -> {id, name}: the name Results and exports show
 - ``eval`` {adapter, config?} -> the verdict of an adapter against the base
 - ``pairs.export`` {pair_set, path, format: jsonl|datasets} -> {rows, path}
 - ``prompts.check`` {source: "bundled" | path} -> {name, digest, n_train, n_heldout, problems}
@@ -94,6 +95,18 @@ def adapter_list(engine: Engine, msg: Message, state: JobState) -> dict:
     from engine.training.rounds import list_adapters
 
     return {"adapters": list_adapters(engine.store)}
+
+
+@command("adapter.rename")
+def adapter_rename(engine: Engine, msg: Message, state: JobState) -> dict:
+    """Give an adapter the name Results, exports and reports show (unique)."""
+    from engine.results.names import rename_adapter
+
+    try:
+        row = rename_adapter(engine.store, _str(msg.content, "id"), _str(msg.content, "name"))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return {"id": row["id"], "name": row["name"]}
 
 
 @command("eval")

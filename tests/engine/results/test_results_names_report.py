@@ -116,3 +116,25 @@ def test_chart_axes_have_round_labelled_ticks_and_a_labelled_reference():
     line = svg.line_chart({"A": [1000, 1003.7, 996.2], "B": [1000, 996.3, 1003.8]}, y_label="Elo")
     ticks = _ticks(line)
     assert len(ticks) >= 3 and all(abs(t * 2 - round(t * 2)) < 1e-9 for t in ticks), ticks
+
+
+def test_the_engine_renames_an_adapter_and_refuses_a_taken_name(store, tmp_path):
+    from engine.errors import BadRequest
+    from engine.protocol import Message
+    from engine.training import commands
+
+    first, _ = an_adapter(store, tmp_path)
+    second, _ = an_adapter(store, tmp_path)
+
+    class E:
+        pass
+    engine = E()
+    engine.store = store
+
+    def call(content):
+        return commands.adapter_rename(engine, Message(type="adapter.rename", id="c1", content=content), None)
+    assert call({"id": first, "name": "warm"}) == {"id": first, "name": "warm"}
+    import pytest
+
+    with pytest.raises(BadRequest, match="already named"):
+        call({"id": second, "name": "warm"})
