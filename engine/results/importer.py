@@ -201,7 +201,8 @@ def import_file(store, path: str | Path) -> dict:
                 if problem == "not UTF-8 text":
                     raise ImportFormatError(f"{path.name} is not a text file; ratings import reads "
                                             "JSONL or CSV")
-                raise ImportFormatError(f"{path.name}: the first line is {problem}")
+                raise ImportFormatError(f"{path.name}: the first line is longer than "
+                                        f"{_size(MAX_LINE_BYTES)}, the limit for one line; nothing was imported")
             first = (lineno, text)
             break
         if first is None:
