@@ -4,8 +4,8 @@ A rating or a finished reply is never lost to a lock: :class:`engine.store.Store
 retries with backoff, and if another writer still holds the store (a long import
 by another program, say) the write goes here, to ``<store>.pending.jsonl`` beside
 the store, fsynced before the caller is told. The next write through any Store on
-that file, the studio's timer and every Store opening apply the queue first, in
-order, so a later rating never lands before an earlier one.
+that file, and the studio's timer (started at launch when the queue is not empty),
+apply the queue first, in order, so a later rating never lands before an earlier one.
 
 Both processes (studio and engine) share the file; ``<store>.pending.lock`` (an
 advisory ``flock``) serialises appends and replays.
