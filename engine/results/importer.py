@@ -314,29 +314,42 @@ class _Writer:
         return False
 
     @contextlib.contextmanager
-    def unit(self, lineno: int):
-        """One vote: all its rows or none. An IntegrityError refuses the vote (raised to
-        the caller as ValueError); any other store error stops the import."""
+    def unit(self, lineno: int, savepoint: bool = True):
+        """One vote: all its rows or none. With ``savepoint`` an IntegrityError refuses just
+        this vote (raised to the caller as ValueError); without one (a minimal vote, whose
+        ids were checked first, so it cannot collide) it ends the import like any other
+        store error, with this transaction rolled back."""
         self.lineno = lineno
         db = self.store.db
         try:
-            db.execute("SAVEPOINT vote")
+            if savepoint:
+                db.execute("SAVEPOINT vote")
             yield
-            db.execute("RELEASE vote")
+            if savepoint:
+                db.execute("RELEASE vote")
         except sqlite3.IntegrityError as exc:
+            if not savepoint:
+                self._abort()
+                raise self._fatal(exc) from None
             db.execute("ROLLBACK TO vote")
             db.execute("RELEASE vote")
             raise ValueError(f"refused by the store: {exc}") from None
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                if db.conn.in_transaction:
-                    db.conn.execute("ROLLBACK")
-            self.in_tx = 0
+            self._abort()
             raise self._fatal(exc) from None
         except BaseException:
-            db.execute("ROLLBACK TO vote")
-            db.execute("RELEASE vote")
+            if savepoint:
+                db.execute("ROLLBACK TO vote")
+                db.execute("RELEASE vote")
+            else:
+                self._abort()
             raise
+
+    def _abort(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self.store.db.conn.in_transaction:
+                self.store.db.conn.execute("ROLLBACK")
+        self.in_tx = 0
 
     def added(self, ratings: int = 1) -> None:
         self.in_tx += ratings
@@ -784,14 +797,8 @@ def _import_votes(store, path: Path, fmt: str, items, report: dict | None = None
                     when = parse_time(d["rated_at"])
                 except ValueError as exc:
                     report["kept_without_time"].append({"line": lineno, "reason": str(exc)})
-            try:
-                with writer.unit(lineno):
-                    _add_vote(store, rid, d, path.name, lineno, key, stamp, when)
-            except ImportStopped:
-                raise
-            except ValueError as exc:
-                _skip(report, lineno, str(exc))
-                continue
+            with writer.unit(lineno, savepoint=False):  # its ids were checked just above
+                _add_vote(store, rid, d, path.name, lineno, key, stamp, when)
             report["imported"] += 1
             writer.added()
             if self_vote:
