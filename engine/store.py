@@ -8,6 +8,7 @@ depends on the engine being alive. Migrations only ever add.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -27,7 +28,7 @@ VERDICTS = ("certainly_left", "likely_left", "tie", "likely_right", "certainly_r
 # goes to the on-disk queue (engine/pending.py): short for a rating (the GUI waits), long for
 # a reply (an engine worker thread waits).
 RATE_WAIT_S = 5.0
-REPLY_WAIT_S = 60.0
+REPLY_WAIT_S = float(os.environ.get("HAL_REPLY_WAIT_S", "60"))  # tests shorten it
 BUSY_TIMEOUT_MS = 30000
 
 
