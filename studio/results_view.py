@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, Q
 
 from engine.results import Filters, browser, compute, exports, report_html
 from engine.results.data import identity
-from engine.results.names import AdapterNames
 from engine.results.importer import import_file
+from engine.results.names import AdapterNames
 from studio.ratings_browser import RatingsBrowser, RecheckDialog
 
 EXPORTS = (("jsonl", "Preference pairs (TRL JSONL)…"), ("datasets", "Preference pairs (datasets folder)…"),

@@ -177,7 +177,6 @@ def cmd_note(args) -> int:
 
 def cmd_list(args) -> int:
     from engine.results.browser import list_rated
-
     from engine.results.data import load_votes
 
     store = _store(args)

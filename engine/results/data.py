@@ -122,7 +122,7 @@ class LeakConfig:
 
 
 def identity(model_name: str | None, adapter: str | None, model_spec: str | dict | None = None,
-             model_path: str | None = "", names: "AdapterNames | None" = None) -> str:
+             model_path: str | None = "", names: AdapterNames | None = None) -> str:
     """A model as the researcher knows it: the base's display name, plus the adapter's
     name if any ("SmolLM2-135M-Instruct + DPO round 3 · default"). Raises ValueError
     (``BadSpec``) for a stored model_spec that is not a JSON object."""

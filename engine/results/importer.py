@@ -690,13 +690,10 @@ def _csv_items(fh, path: Path, report: dict):
     fh.seek(0)
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
     csv.field_size_limit(MAX_LINE_BYTES)
-    sample = text.read(64 * 1024)
+    head = text.readline()
     text.seek(0)
-    try:
-        dialect = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(text, dialect)
+    delimiter = max((",", ";", "\t"), key=head.count)  # the header's separator
+    reader = csv.reader(text, csv.excel, delimiter=delimiter)
     try:
         header = next(reader)
     except (csv.Error, UnicodeDecodeError) as exc:

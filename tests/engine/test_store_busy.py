@@ -77,7 +77,7 @@ def test_a_rating_and_a_reply_get_in_while_another_process_imports(tmp_path):
         reply = store.add_reply(turn, "a", "left", "regenerated", "stop", SPEC, INFO, SAMPLING, {})
         reply_s = time.monotonic() - t0
         still_importing = proc.poll() is None
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
