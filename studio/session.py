@@ -84,7 +84,9 @@ class CompareSession(QObject):
         self.sig_load_state.emit(slot, "loading", "loading…")
 
     def label(self, slot: str) -> str:
-        return spec_label(self.specs[slot])
+        from engine.results.names import AdapterNames
+
+        return spec_label(self.specs[slot], AdapterNames(self.store))
 
     # -- conversation ---------------------------------------------------------------
     @property

@@ -175,3 +175,17 @@ def test_method_notes_state_the_resamples_used(view):
     hows = [w.text() for w in view.findChildren(type(view.summary)) if w.text().startswith("How this")]
     assert any("50 resamples" in h for h in hows) and any("50 times" in h for h in hows)
     assert not any("ci_bootstrap" in h or "2000" in h or "1000 times" in h for h in hows)
+
+
+def test_a_pane_shows_an_adapter_by_its_name(store, tmp_path):
+    from engine.results.names import AdapterNames, default_adapter_name
+    from engine.store import now
+    from studio.conversation import spec_label
+
+    store._insert("rounds", {"id": "r1", "kind": "dpo", "status": "done", "config": "{}", "created_at": now()})
+    store._insert("adapters", {"id": "a1b2c3", "name": default_adapter_name(store, "r1", "default"),
+                               "peft_path": str(tmp_path / "a1b2c3"), "round_id": "r1", "usable": 1,
+                               "lineage": "{}", "created_at": now()})
+    spec = {"source": "bundled", "adapter": str(tmp_path / "a1b2c3"), "backend": "auto"}
+    assert spec_label(spec, AdapterNames(store)) == "SmolLM2-135M-Instruct + DPO round 1 · default"
+    assert spec_label(spec) == "SmolLM2-135M-Instruct + a1b2c3"
