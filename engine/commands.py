@@ -9,6 +9,7 @@ from engine.models.spec import ModelSpec, bundled_gguf_path
 from engine.protocol import Message
 from engine.scoring.loops import loop_reason
 from engine.server import Engine, command
+from engine.store import StoreQueued
 
 
 @command("load")
@@ -36,15 +37,22 @@ def generate(engine: Engine, msg: Message, state: JobState) -> dict:
              "ttft_ms": round(result.ttft_s * 1000, 1), "tok_s": round(result.tok_s, 2),
              "total_ms": round(result.total_s * 1000, 1), **result.extra}
     reason = loop_reason(result.text)
-    reply_id = None
+    reply_id, queued = None, None
     if persist:
-        reply_id = engine.store.add_reply(
-            persist["turn_id"], str(persist.get("slot", "a")), str(persist.get("side", "left")),
-            result.text, result.finish_reason, spec.to_dict(), info, sampling.to_dict(), stats,
-            status="cancelled" if result.finish_reason == "cancelled" else "done")
-    return {"text": result.text, "finish_reason": result.finish_reason, "reply_id": reply_id,
-            "stats": stats, "model": info, "sampling": sampling.to_dict(),
-            "looping": reason is not None, "loop_reason": reason}
+        try:
+            reply_id = engine.store.add_reply(
+                persist["turn_id"], str(persist.get("slot", "a")), str(persist.get("side", "left")),
+                result.text, result.finish_reason, spec.to_dict(), info, sampling.to_dict(), stats,
+                status="cancelled" if result.finish_reason == "cancelled" else "done")
+        except StoreQueued as exc:  # another writer held the store: kept in its queue, not lost
+            reply_id, queued = exc.row_id, str(exc)
+            state.log(queued, "warning")
+    out = {"text": result.text, "finish_reason": result.finish_reason, "reply_id": reply_id,
+           "stats": stats, "model": info, "sampling": sampling.to_dict(),
+           "looping": reason is not None, "loop_reason": reason}
+    if queued:
+        out["queued"] = queued
+    return out
 
 
 def _persist_target(engine: Engine, persist) -> dict | None:

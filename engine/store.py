@@ -8,27 +8,52 @@ depends on the engine being alive. Migrations only ever add.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlite_utils
 
-from engine import paths
+from engine import paths, pending
 
 SCHEMA_VERSION = 4
 VERDICTS = ("certainly_left", "likely_left", "tie", "likely_right", "certainly_right", "both_bad")
+
+
+# How long a write waits for another writer (an import in another program, say) before it
+# goes to the on-disk queue (engine/pending.py): short for a rating (the GUI waits), long for
+# a reply (an engine worker thread waits).
+RATE_WAIT_S = 5.0
+REPLY_WAIT_S = float(os.environ.get("HAL_REPLY_WAIT_S", "60"))  # tests shorten it
+BUSY_TIMEOUT_MS = 30000
 
 
 class StoreError(Exception):
     """The store cannot be opened or written (newer schema, read-only, full disk)."""
 
 
+class StoreBusy(StoreError):
+    """Another connection held the store's write lock for longer than we waited."""
+
+
+class StoreQueued(StoreError):
+    """Not written yet, but safe: the write is in the queue beside the store (fsynced) and
+    goes in, in order, as soon as the store is free. ``row_id`` is the id it will have."""
+
+    def __init__(self, message: str, row_id: str | None = None):
+        super().__init__(message)
+        self.row_id = row_id
+
+
 def save_error(exc: sqlite3.Error) -> StoreError:
     """A failed write as one clear sentence (the GUI shows it next to the rating)."""
     text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreBusy(f"The studio store is busy: another program is writing to it ({text})")
     if "full" in text:
         why = "the disk is full; free some space and try again"
     elif "readonly" in text or "read-only" in text:
@@ -146,6 +171,10 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
 
 # Append-only: a new feature adds _migrate_N with the next free N.
 MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4}
+
+
+class _WaitsForQueuedReply(Exception):
+    """A rating of a reply that is itself still in the queue: it queues behind it."""
 
 
 class _SerialDatabase(sqlite_utils.Database):
@@ -268,16 +297,35 @@ class Store:
 
     def add_reply(self, turn_id: str, slot: str, side: str, text: str, finish_reason: str,
                   model_spec: dict, model_info: dict, sampling: dict, stats: dict,
-                  status: str = "done", error: str = "") -> str:
-        """Record a reply and everything needed to say how it was made."""
+                  status: str = "done", error: str = "", reply_id: str | None = None,
+                  wait_s: float | None = None) -> str:
+        """Record a reply and everything needed to say how it was made. While another
+        writer holds the store it retries for ``wait_s`` (REPLY_WAIT_S); then the reply goes
+        to the on-disk queue and StoreQueued (with its id) is raised: it is not lost."""
+        args = {"turn_id": turn_id, "slot": slot, "side": side, "text": text,
+                "finish_reason": finish_reason, "model_spec": model_spec, "model_info": model_info,
+                "sampling": sampling, "stats": stats, "status": status, "error": error,
+                "reply_id": reply_id or new_id()}
+        if self._queue_first():
+            self._queue("reply", args)
+        try:
+            return self._patiently(lambda: self._add_reply_now(**args),
+                                   REPLY_WAIT_S if wait_s is None else wait_s)
+        except StoreBusy as exc:
+            self._queue("reply", args, exc)
+
+    def _add_reply_now(self, turn_id, slot, side, text, finish_reason, model_spec, model_info,
+                       sampling, stats, status, error, reply_id, replay: bool = False) -> str:
         with self._lock:
+            if replay and self.db.execute("SELECT 1 FROM replies WHERE id=?", [reply_id]).fetchone():
+                return reply_id  # written before the queue was rewritten
             # One unit (a savepoint also nests in a caller's transaction): a failed insert
             # must not leave the previous reply marked superseded.
             self._write("SAVEPOINT add_reply")
             try:
                 self._write("UPDATE replies SET superseded=1 WHERE turn_id=? AND slot=?", [turn_id, slot])
                 reply_id = self._insert_reply(turn_id, slot, side, text, finish_reason, model_spec,
-                                              model_info, sampling, stats, status, error)
+                                              model_info, sampling, stats, status, error, reply_id)
             except BaseException:
                 if self.db.conn.in_transaction:  # SQLITE_FULL may already have rolled it all back
                     self.db.execute("ROLLBACK TO add_reply")
@@ -287,13 +335,13 @@ class Store:
             return reply_id
 
     def _insert_reply(self, turn_id, slot, side, text, finish_reason, model_spec, model_info,
-                      sampling, stats, status, error) -> str:
+                      sampling, stats, status, error, reply_id=None) -> str:
         from engine.scoring.loops import loop_reason
 
         reason = loop_reason(text or "")
         return self._insert("replies", {
                 "looping": int(reason is not None), "loop_reason": reason,
-                "id": new_id(), "turn_id": turn_id, "slot": slot, "side": side, "status": status,
+                "id": reply_id or new_id(), "turn_id": turn_id, "slot": slot, "side": side, "status": status,
                 "text": text, "finish_reason": finish_reason, "error": error,
                 "model_spec": json.dumps(model_spec), "model_name": model_info.get("name", ""),
                 "model_path": str(model_info.get("path", "")),
@@ -305,20 +353,110 @@ class Store:
                 "ttft_ms": stats.get("ttft_ms"), "tok_s": stats.get("tok_s"),
                 "total_ms": stats.get("total_ms"), "created_at": now(), "superseded": 0})
 
+    # -- waiting for other writers, and the queue -----------------------------------------
+    def _patiently(self, attempt, wait_s: float):
+        """Run a write, retrying with backoff while another connection holds the store,
+        for up to ``wait_s`` seconds; then StoreBusy. Each try waits in SQLite's busy
+        handler for at most a second, so the whole wait stays near ``wait_s``."""
+        deadline = time.monotonic() + max(0.0, wait_s)
+        delay = 0.02
+        while True:
+            left = deadline - time.monotonic()
+            with self._lock:
+                self.db.execute(f"PRAGMA busy_timeout={int(max(0.01, min(left, 1.0)) * 1000)}")
+                try:
+                    return attempt()
+                except sqlite3.OperationalError as exc:
+                    if not isinstance(save_error(exc), StoreBusy):
+                        raise
+                    busy = save_error(exc)
+                except StoreBusy as exc:
+                    busy = exc
+                finally:
+                    self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if time.monotonic() + delay > deadline:
+                raise busy
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def _queue_first(self) -> bool:
+        """True when earlier writes are still queued (after trying them): a new write
+        then queues too, so nothing overtakes an earlier one."""
+        if not pending.has_pending(self.path):
+            return False
+        self.flush_pending()
+        return pending.has_pending(self.path)
+
+    def _queue(self, op: str, args: dict, cause: Exception | None = None):
+        row_id = args.get("reply_id") if op == "reply" else args.get("turn_id")
+        try:
+            pending.append(self.path, {"op": op, "id": row_id, "args": args, "queued_at": now()})
+        except OSError as exc:
+            raise StoreError(f"Could not save to the studio store: it is busy{f' ({cause})' if cause else ''}"
+                             f" and the queue beside it cannot be written either ({exc}); "
+                             "nothing was saved") from None
+        what = "this reply" if op == "reply" else "this rating"
+        raise StoreQueued(f"The studio store is busy (another program is writing to it, for example an "
+                          f"import): {what} is kept in the queue beside the store and is written as soon "
+                          "as the store is free", row_id)
+
+    def pending_writes(self) -> int:
+        """How many writes wait in the queue."""
+        return len(pending.entries(self.path))
+
+    def flush_pending(self, wait_s: float = 0.5) -> tuple[int, int]:
+        """Write what the queue holds, in order, while the store lets us; returns
+        (written, still queued). An entry that can never be written (its turn was
+        deleted, say) is moved to ``<store>.pending-failed.jsonl`` with the reason."""
+        def apply(entry: dict) -> bool:
+            args = entry.get("args") or {}
+            try:
+                if entry.get("op") == "reply":
+                    self._patiently(lambda: self._add_reply_now(**args, replay=True), wait_s)
+                elif entry.get("op") == "rate":
+                    self._patiently(lambda: self._rate_now(**args, replay=True), wait_s)
+                else:
+                    raise StoreError(f"unknown queued write {entry.get('op')!r}")
+            except StoreBusy:
+                return False
+            return True
+        return pending.replay(self.path, apply)
+
     # -- ratings ---------------------------------------------------------------
     def rate(self, turn_id: str, left_reply_id: str, right_reply_id: str, verdict: str,
-             note: str = "", blind: bool = False, a_side: str = "left") -> str:
-        """Save (or replace) the verdict on a turn; the old one goes to history."""
+             note: str = "", blind: bool = False, a_side: str = "left", wait_s: float | None = None) -> str:
+        """Save (or replace) the verdict on a turn; the old one goes to history. While another
+        writer holds the store it retries for ``wait_s`` (RATE_WAIT_S); then the rating goes
+        to the on-disk queue and StoreQueued is raised: it is kept, not lost."""
         if verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}")
+        args = {"turn_id": turn_id, "left_reply_id": left_reply_id, "right_reply_id": right_reply_id,
+                "verdict": verdict, "note": note, "blind": bool(blind), "a_side": a_side}
+        if self._queue_first():
+            self._queue("rate", args)
+        try:
+            return self._patiently(lambda: self._rate_now(**args), RATE_WAIT_S if wait_s is None else wait_s)
+        except StoreBusy as exc:
+            self._queue("rate", args, exc)
+        except _WaitsForQueuedReply:
+            self._queue("rate", args)
+
+    def _rate_now(self, turn_id, left_reply_id, right_reply_id, verdict, note, blind, a_side,
+                  replay: bool = False) -> str:
         with self._lock, self.db.conn:
             self._write("BEGIN IMMEDIATE")
             for reply_id in (left_reply_id, right_reply_id):
                 if not self.db.execute("SELECT 1 FROM replies WHERE id=?", [reply_id]).fetchone():
+                    if not replay and reply_id in pending.pending_ids(self.path, "reply"):
+                        raise _WaitsForQueuedReply(reply_id)
                     raise StoreError(f"reply {reply_id} is not in the store")
             old = self.rating_for_turn(turn_id)
             stamp = now()
             if old:
+                same = (old["left_reply_id"], old["right_reply_id"], old["verdict"], old["note"] or "",
+                        bool(old["blind"]), old["a_side"])
+                if replay and same == (left_reply_id, right_reply_id, verdict, note, bool(blind), a_side):
+                    return old["id"]  # written before the queue was rewritten
                 self._history(old, "replaced")
                 self._update("ratings", old["id"], {
                     "left_reply_id": left_reply_id, "right_reply_id": right_reply_id,

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 COLUMNS = ("Adapter", "Created", "Round", "Trained on", "Judge · weights", "Continues", "llama.cpp")
 KIND_TITLES = {"dpo": "DPO", "online": "Online RL (GRPO)"}
@@ -44,6 +44,11 @@ def lineage_text(row: dict) -> str:
     return ", ".join(parts) or "–"
 
 
+def _name(row: dict) -> str:
+    """What the researcher calls an adapter (the engine sends display_name)."""
+    return row.get("display_name") or row.get("name") or str(row.get("id"))[:8]
+
+
 def _tooltip(row: dict) -> str:
     lin = {k: v for k, v in (row.get("lineage") or {}).items() if k not in ("prompt_ids", "rating_ids")}
     lin["n_prompt_ids"] = len((row.get("lineage") or {}).get("prompt_ids") or [])
@@ -60,6 +65,8 @@ class AdapterList(QWidget):
     """Put an adapter in a pane: (slot 'a' or 'b', adapter folder)."""
     sig_refresh_requested = Signal()
     """The researcher asked for the list again."""
+    sig_rename_adapter = Signal(str, str)
+    """Give an adapter a new name: (adapter id, name); results and exports show it."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -82,11 +89,16 @@ class AdapterList(QWidget):
             button.clicked.connect(lambda _c=False, s=slot: self.use(self.table.currentRow(), s))
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(self.sig_refresh_requested)
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.setToolTip("Give the selected adapter a name of your own; Results, exports and "
+                                      "the HTML report show it instead of 'DPO round 3 · default'")
+        self.rename_button.clicked.connect(lambda: self.rename(self.table.currentRow()))
         self.note = QLabel("")
         self.note.setStyleSheet("color: #718096;")
         row = QHBoxLayout()
         row.addWidget(self.note, 1)
         row.addWidget(self.refresh_button)
+        row.addWidget(self.rename_button)
         for button in self.use_buttons.values():
             row.addWidget(button)
         lay = QVBoxLayout(self)
@@ -103,10 +115,10 @@ class AdapterList(QWidget):
         for i, r in enumerate(self.rows):
             lin = r.get("lineage") or {}
             parent = by_id.get(lin.get("parent_adapter"))
-            cells = (r.get("name") or str(r.get("id"))[:8], str(r.get("created_at", ""))[:16].replace("T", " "),
+            cells = (_name(r), str(r.get("created_at", ""))[:16].replace("T", " "),
                      KIND_TITLES.get(lin.get("round_kind"), lin.get("round_kind") or "–"), lineage_text(r),
                      f"{lin.get('judge') or '–'} · {lin.get('weights') or '–'}",
-                     (parent.get("name") if parent else str(lin.get("parent_adapter"))[:8])
+                     (_name(parent) if parent else str(lin.get("parent_adapter"))[:8])
                      if lin.get("parent_adapter") else "–",
                      "yes" if r.get("gguf_path") else "no (transformers only)")
             tip = _tooltip(r)
@@ -131,6 +143,18 @@ class AdapterList(QWidget):
         ok = 0 <= i < len(self.rows) and self.rows[i].get("exists", True)
         for button in self.use_buttons.values():
             button.setEnabled(bool(ok))
+        self.rename_button.setEnabled(0 <= i < len(self.rows) and bool(self.rows[i].get("id")))
+
+    def rename(self, row: int) -> None:
+        """Ask for a new name for the adapter in ``row``; the engine stores it."""
+        if not 0 <= row < len(self.rows) or not self.rows[row].get("id"):
+            return
+        current = _name(self.rows[row])
+        name, ok = QInputDialog.getText(self, "Rename adapter", "Name shown in Results, exports and reports:",
+                                        QLineEdit.EchoMode.Normal, current)
+        name = " ".join((name or "").split())
+        if ok and name and name != current:
+            self.sig_rename_adapter.emit(str(self.rows[row]["id"]), name)
 
     def use(self, row: int, slot: str) -> None:
         if 0 <= row < len(self.rows) and self.rows[row].get("peft_path"):

@@ -20,8 +20,9 @@ def other_side(side: str) -> str:
     return "right" if side == "left" else "left"
 
 
-def spec_label(spec: dict | None) -> str:
-    """A short human name for a model spec: file or folder name plus adapter."""
+def spec_label(spec: dict | None, adapter_names=None) -> str:
+    """A short human name for a model spec: file or folder name plus adapter (its name
+    from the store when ``adapter_names``, an engine.results.names.AdapterNames, is given)."""
     spec = spec or {}
     source = spec.get("source") or "bundled"
     name = "SmolLM2-135M-Instruct" if source == "bundled" else Path(source).name or source
@@ -29,7 +30,7 @@ def spec_label(spec: dict | None) -> str:
         name = name[:-5]
     adapter = spec.get("adapter")
     if adapter:
-        name += f" + {Path(adapter).name or adapter}"
+        name += f" + {adapter_names.name(adapter) if adapter_names else Path(adapter).name or adapter}"
     backend = spec.get("backend") or "auto"
     if backend != "auto":
         name += f" [{'llama.cpp' if backend == 'llamacpp' else backend}]"

@@ -115,6 +115,14 @@ class RatingBar(QFrame):
         self.saved.style().polish(self.saved)
 
     def show_saved(self, rating: dict) -> None:
+        if rating.get("queued"):
+            self.saved.setText(f"⏳ queued · {VERDICT_TEXT.get(rating.get('verdict'), '')}: the store is "
+                               "busy (another program is writing to it); this rating is kept on disk "
+                               "and written as soon as the store is free")
+            self.saved.setToolTip(rating["queued"])
+            self.saved.setProperty("tone", "warn")
+            return
+        self.saved.setToolTip("")
         stamp = _local_time(rating.get("updated_at") or rating.get("created_at") or "")
         self.saved.setText(f"✓ saved {stamp} · {VERDICT_TEXT.get(rating.get('verdict'), '')}")
         self.saved.setProperty("tone", "ok")

@@ -5,6 +5,7 @@ computed; a ratings browser; export and import. The numbers come from
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, Q
 from engine.results import Filters, browser, compute, exports, report_html
 from engine.results.data import identity
 from engine.results.importer import import_file
+from engine.results.names import AdapterNames
 from studio.ratings_browser import RatingsBrowser, RecheckDialog
 
 EXPORTS = (("jsonl", "Preference pairs (TRL JSONL)…"), ("datasets", "Preference pairs (datasets folder)…"),
@@ -127,8 +129,10 @@ class ResultsView(QWidget):
             menu.addAction(text, lambda f=fmt: self.on_export(f))
         self.export_button.setMenu(menu)
         self.import_button = QPushButton("Import…")
-        self.import_button.setToolTip("Merge ratings from another studio's bundle or a minimal JSONL "
-                                      "(model_left, model_right, verdict, ...); nothing stored changes")
+        self.import_button.setToolTip("Merge ratings from another studio's bundle, a minimal JSONL "
+                                      "(model_left, model_right, verdict, ...) or a CSV with model_a, "
+                                      "model_b, verdict (Certainly A ... Certainly B, Tie, Both bad), "
+                                      "conversation_a, conversation_b; nothing stored changes")
         for w in (self.since, self.until):
             w.setMaximumWidth(130)
             w.editingFinished.connect(self.refresh)
@@ -167,7 +171,7 @@ class ResultsView(QWidget):
                                    "More needed", "Both bad"], pairs.METHOD_WIN_RATE, stretch=(0, 1))
         self.pairs_table.cellDoubleClicked.connect(self.on_pair_clicked)
         self._section("Win rate of each pairing", self.pairs_table, _how(pairs.METHOD_WIN_RATE),
-                      _how(pairs.METHOD_CI), _how(pairs.METHOD_VOTES_NEEDED))
+                      _how(pairs.method_ci(self.n_boot)), _how(pairs.METHOD_VOTES_NEEDED))
 
         self.bt_table = _table(["Rank", "Model", "Bradley-Terry", "95% CI", "Votes", "Online Elo"],
                                ranking.METHOD_BT, stretch=(1,))
@@ -182,7 +186,7 @@ class ResultsView(QWidget):
         self.bt_note.setWordWrap(True)
         self.elo_how = _how(ranking.METHOD_ELO.format(k=ranking.ELO_K))
         self._section("Leaderboard", self.bt_table, self.plot, self.bt_note, _how(ranking.METHOD_BT),
-                      _how(ranking.METHOD_BT_CI), self.elo_how)
+                      _how(ranking.method_bt_ci(self.n_boot)), self.elo_how)
 
         self.bias_line, self.bias_warning = QLabel(""), QLabel("")
         self.bias_line.setWordWrap(True)
@@ -221,6 +225,7 @@ class ResultsView(QWidget):
         self._section("Human-likeness score vs you", self.score_table, self.score_empty,
                       _how(checks.METHOD_SCORES))
         self.problems = QLabel("")
+        self.problems.setTextFormat(Qt.TextFormat.PlainText)
         self.problems.setStyleSheet(WARN_STYLE)
         self.problems.setWordWrap(True)
         self.page.addWidget(self.problems)
@@ -240,9 +245,16 @@ class ResultsView(QWidget):
                        prompt_set=self.prompt_set.currentData())
 
     def _refresh_choices(self) -> None:
-        models = sorted({identity(*r) for r in self.store.db.execute(
-            "SELECT DISTINCT model_name, adapter, model_spec FROM replies WHERE id IN "
-            "(SELECT left_reply_id FROM ratings UNION SELECT right_reply_id FROM ratings)").fetchall()})
+        names = AdapterNames(self.store)
+        models = set()
+        for r in self.store.db.execute(
+                "SELECT DISTINCT model_name, adapter, model_spec, model_path FROM replies WHERE id IN "
+                "(SELECT left_reply_id FROM ratings UNION SELECT right_reply_id FROM ratings)").fetchall():
+            try:
+                models.add(identity(*r, names=names))
+            except (ValueError, TypeError, AttributeError):
+                continue  # a damaged row: the results name it under "ratings left out"
+        models = sorted(models)
         sets = sorted({r[0] or "" for r in self.store.db.execute(
             "SELECT DISTINCT prompt_set FROM turns WHERE id IN (SELECT turn_id FROM ratings)").fetchall()})
         for combo in (self.model, self.prompt_set):
@@ -264,11 +276,19 @@ class ResultsView(QWidget):
         """Recompute every figure for the current filters (a second or less for a few hundred votes)."""
         self._refresh_choices()
         filters = self.filters()
-        self.results = res = compute(self.store, filters, n_boot=self.n_boot)
+        try:
+            self.results = res = compute(self.store, filters, n_boot=self.n_boot)
+        except Exception as exc:  # noqa: BLE001 - the tab says why it is empty instead of crashing
+            self.summary.setText(f"⚠ The results could not be computed: {escape(str(exc))}")
+            self.sig_status.emit(f"Results could not be computed: {exc}")
+            return
+        self_votes = res["self_votes"]["message"]
         self.summary.setText(f"<b>{_n(res['n_ratings'], 'rating')}</b>"
                              + (f" matching {', '.join(f'{k}={v}' for k, v in res['filters'].items())}"
                                 if res["filters"] else "")
-                             + f"; {res['both_bad']['n']} marked both bad.")
+                             + f"; {res['both_bad']['n']} marked both bad."
+                             + (f"<br><span style='color:#975a16'>⚠ {escape(self_votes)}</span>"
+                                if self_votes else ""))
         _fill(self.pairs_table, [(p["a"], p["b"], p["n"], _pct(p["win_rate"]), _ci(p["ci"]),
                                   p["votes_needed"] or "–",
                                   "–" if p["more_votes_needed"] is None else p["more_votes_needed"],
@@ -343,8 +363,9 @@ class ResultsView(QWidget):
         self.score_empty.setText(res["score_agreement"]["message"] or "")
         self.score_empty.setVisible(not rows)
         probs = res["problems"]
-        self.problems.setText(f"⚠ {len(probs)} ratings left out: "
+        self.problems.setText(f"⚠ {_n(len(probs), 'rating')} left out, they cannot be read: "
                               + "; ".join(f"{p['rating_id'][:10]} {p['reason']}" for p in probs[:5])
+                              + (f"; and {len(probs) - 5} more" if len(probs) > 5 else "")
                               if probs else "")
         self.problems.setVisible(bool(probs))
         for i in range(self.score_table.rowCount()):
@@ -412,8 +433,15 @@ class ResultsView(QWidget):
         for s in report["skipped"]:
             reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
         detail = "; ".join(f"{n}× {r}" for r, n in reasons.items())
+        extra = ""
+        if report.get("kept_without_time"):
+            extra += (f"; {len(report['kept_without_time'])} kept without their time (it could not be "
+                      "read)")
+        if report.get("self_votes"):
+            extra += (f"; {len(report['self_votes'])} with the same model on both sides (kept, in no "
+                      "figure)")
         self.sig_status.emit(f"Imported {report['imported']} ratings from {Path(path).name}"
-                             + (f"; skipped: {detail}" if detail else "") + ".")
+                             + (f"; skipped: {detail}" if detail else "") + extra + ".")
         self.refresh()
         return report
 
@@ -428,6 +456,6 @@ class ResultsView(QWidget):
             self.export_to(fmt, path)
 
     def on_import(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import ratings", "", "JSONL (*.jsonl *.json);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Import ratings", "", "Ratings (*.jsonl *.json *.csv);;All files (*)")
         if path:
             self.import_from(path)

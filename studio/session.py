@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.store import Store
+from engine.store import Store, StoreError, StoreQueued
 from studio.conversation import SIDES, SLOTS, Reply, Turn, spec_label, thread_for, turns_from_store
 from studio.engine_client import EngineClient
 from studio.score_tracker import ScoreTracker
@@ -56,6 +56,16 @@ class CompareSession(QObject):
         client.sig_result.connect(self.on_result)
         client.sig_error.connect(self.on_error)
         self.scores = ScoreTracker(client, self, self)  # scores finished replies as they come
+        # writes the store could not take at once (another program held it) wait in a queue
+        # on disk; this timer writes them as soon as the store is free
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(1000)
+        self._flush_timer.timeout.connect(self.flush_queued)
+        try:
+            if store.pending_writes():
+                self._flush_timer.start()
+        except OSError:
+            pass
 
     # -- models ---------------------------------------------------------------------
     def set_model(self, slot: str, spec: dict, load: bool = True) -> None:
@@ -74,7 +84,9 @@ class CompareSession(QObject):
         self.sig_load_state.emit(slot, "loading", "loading…")
 
     def label(self, slot: str) -> str:
-        return spec_label(self.specs[slot])
+        from engine.results.names import AdapterNames
+
+        return spec_label(self.specs[slot], AdapterNames(self.store))
 
     # -- conversation ---------------------------------------------------------------
     @property
@@ -167,17 +179,44 @@ class CompareSession(QObject):
         if turn is None or not turn.complete:
             raise ValueError("the latest turn has no two finished replies to rate")
         left, right = turn.reply_on("left"), turn.reply_on("right")
-        self.store.rate(turn.id, left.reply_id, right.reply_id, verdict, note=note,
-                        blind=turn.blind, a_side=turn.a_side)
+        try:
+            self.store.rate(turn.id, left.reply_id, right.reply_id, verdict, note=note,
+                            blind=turn.blind, a_side=turn.a_side)
+        except StoreQueued as exc:  # kept on disk; written by flush_queued when the store is free
+            turn.rating = {"id": None, "turn_id": turn.id, "left_reply_id": left.reply_id,
+                           "right_reply_id": right.reply_id, "verdict": verdict, "note": note,
+                           "blind": int(turn.blind), "a_side": turn.a_side, "queued": str(exc)}
+            turn.rating_stale = False
+            self._flush_timer.start()
+            self.sig_rating_changed.emit(turn.idx)
+            return turn.rating
         turn.rating = self.store.rating_for_turn(turn.id)
         turn.rating_stale = False
         self.sig_rating_changed.emit(turn.idx)
         self.sig_store_changed.emit()
         return turn.rating
 
+    def flush_queued(self) -> int:
+        """Write queued ratings and replies if the store is free; returns how many still wait."""
+        try:
+            _written, left = self.store.flush_pending(wait_s=0.2)
+        except (StoreError, OSError):
+            return -1
+        if left == 0:
+            self._flush_timer.stop()
+            for turn in self.turns:
+                if turn.rating is not None and turn.rating.get("queued"):
+                    turn.rating = self.store.rating_for_turn(turn.id)
+                    self.sig_rating_changed.emit(turn.idx)
+            self.sig_store_changed.emit()
+        return left
+
     def set_note(self, note: str) -> None:
         turn = self.latest
         if turn is None or turn.rating is None or turn.rating.get("note", "") == note:
+            return
+        if turn.rating.get("queued"):  # not in the store yet: queue the verdict again with the note
+            self.rate(turn.rating["verdict"], note)
             return
         self.store.set_note(turn.rating["id"], note)
         turn.rating = self.store.rating_for_turn(turn.id)

@@ -102,6 +102,8 @@ class TrainingView(QWidget):
         self.adapters = AdapterList()
         self.adapters.sig_use_adapter.connect(self.sig_use_adapter)
         self.adapters.sig_refresh_requested.connect(self.refresh_lists)
+        self.adapters.sig_rename_adapter.connect(
+            lambda aid, name: self._ask("adapter.rename", {"id": aid, "name": name}, "rename"))
         self.history = RoundHistory()
         self.history.sig_refresh_requested.connect(self.refresh_lists)
         self.history.sig_show_requested.connect(self.on_show_round)
@@ -164,6 +166,9 @@ class TrainingView(QWidget):
             self.settings.set_adapters(content.get("adapters") or [])
         elif purpose == "scoring":
             self.settings.set_scoring(content)
+        elif purpose == "rename":
+            self.adapters.note.setText(f"Renamed to {content.get('name')!r}; Results show the new name.")
+            self.refresh_lists()
         elif purpose == "export":
             self.history.note.setText(f"Exported to {content.get('folder')}: run launch.sh there "
                                       "(NUM_GPUS=8 MODEL=... ./launch.sh)")
@@ -179,6 +184,8 @@ class TrainingView(QWidget):
         purpose = self._requests.pop(cid, None)
         if purpose == "kinds":
             self.settings.form_error.setText(f"Could not read the round types: {content.get('message')}")
+        elif purpose == "rename":
+            self.adapters.note.setText(f"Not renamed: {content.get('message')}")
         elif purpose == "export":
             self.history.note.setText(f"Export failed: {content.get('message')}")
         elif purpose == "scoring":

@@ -135,7 +135,7 @@ def load_scores(store, reply_ids: set[str]) -> dict[str, dict[str, dict]]:
     if not reply_ids or "scores" not in store.db.table_names():
         return out
     for row in store.db.query("SELECT reply_id, judge, score, traits FROM scores ORDER BY created_at"):
-        if row["reply_id"] in reply_ids and row["score"] is not None:
+        if row["reply_id"] in reply_ids and isinstance(row["score"], (int, float)):
             out[row["judge"] or "score"][row["reply_id"]] = {
                 "score": row["score"], "traits": _trait_values(row["traits"])}
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from engine.results.data import DEFAULT_LEAK_TOKENS, Filters, LeakConfig
 
@@ -80,7 +81,20 @@ def cmd_results(args) -> int:
         print(f"  warning: {res['position_bias']['warning']}")
     c = res["consistency"]
     print(f"  consistency: {c['agreement']} over {c['n']} repeats" if c["n"] else f"  {c['message']}")
+    if res["self_votes"]["n"]:
+        print(f"  {res['self_votes']['message']}")
+    _report_problems(res["problems"])
     return 0
+
+
+def _report_problems(problems: list[dict]) -> None:
+    """Ratings that could not be read: named on stderr; every figure is over the rest."""
+    if not problems:
+        return
+    shown = "; ".join(f"{p['rating_id'][:12]}: {p['reason']}" for p in problems[:3])
+    more = f"; and {len(problems) - 3} more (hal results --json lists them)" if len(problems) > 3 else ""
+    print(f"hal: warning: {len(problems)} rating{'s' if len(problems) != 1 else ''} left out, they "
+          f"cannot be read: {shown}{more}", file=sys.stderr)
 
 
 def cmd_export(args) -> int:
@@ -102,28 +116,48 @@ def cmd_export(args) -> int:
         res = compute(store, filters, leaks_from(args), n_boot=args.bootstrap)
         report_html.write(res, args.out)
         n = res["n_ratings"]
+    from engine.results.data import load_votes
+
+    _report_problems(load_votes(store, filters).problems)
     print(json.dumps({"format": fmt, "out": args.out, "rows": n}))
     return 0
 
 
 def cmd_import(args) -> int:
-    from engine.results.importer import import_file
+    from engine.results.importer import exit_code, import_file
 
     report = import_file(_store(args), args.file)
     if args.json:
         print(json.dumps(report))
-    else:
-        print(f"imported {report['imported']} ratings from {args.file} ({report['format']} format); "
-              f"{report['already_stored']} already stored; {len(report['skipped'])} lines skipped")
-        by_reason: dict[str, list] = {}
-        for s in report["skipped"]:
-            by_reason.setdefault(s["reason"], []).append(str(s.get("line")))
-        for reason, lines in by_reason.items():
-            more = f" and {len(lines) - 8} more" if len(lines) > 8 else ""
-            print(f"  skipped {len(lines)}: {reason} (line {', '.join(lines[:8])}{more})")
-        for note in report["notes"]:
+        return exit_code(report)
+    bad = [s for s in report["skipped"] if s.get("kind", "bad") == "bad"]
+    print(f"imported {report['imported']} ratings from {args.file} ({report['format']} format); "
+          f"{report['already_stored']} already stored; {len(bad)} lines skipped")
+    by_reason: dict[str, list] = {}
+    for s in report["skipped"]:
+        by_reason.setdefault(s["reason"], []).append(str(s.get("line")))
+    for reason, lines in by_reason.items():
+        print(f"  skipped {len(lines)}: {reason} ({_line_list(lines)})")
+    if report["kept_without_time"]:
+        kept = report["kept_without_time"]
+        print(f"  kept {len(kept)} votes without their time, which could not be read "
+              f"({_line_list([str(k['line']) for k in kept])}; first: {kept[0]['reason']}); they "
+              "take the import's time and keep the file's order")
+    if report["self_votes"]:
+        sv = report["self_votes"]
+        print(f"  {len(sv)} self-vs-self votes: the same model on both sides ({sv[0]['model']}"
+              f"{' and others' if len({v['model'] for v in sv}) > 1 else ''}; "
+              f"{_line_list([str(v['line']) for v in sv])}); kept, but they enter no win rate, "
+              "leaderboard or Elo")
+    for note in report["notes"]:
+        if "self-vs-self" not in note:
             print(f"  note: {note}")
-    return 0
+    return exit_code(report)
+
+
+def _line_list(lines: list[str]) -> str:
+    more = f" and {len(lines) - 8} more" if len(lines) > 8 else ""
+    return f"line {', '.join(lines[:8])}{more}"
 
 
 def cmd_delete(args) -> int:
@@ -143,12 +177,38 @@ def cmd_note(args) -> int:
 
 def cmd_list(args) -> int:
     from engine.results.browser import list_rated
+    from engine.results.data import load_votes
 
-    rows = list_rated(_store(args), filters_from(args), leaks_from(args))
+    store = _store(args)
+    rows = list_rated(store, filters_from(args), leaks_from(args))
+    _report_problems(load_votes(store, filters_from(args)).problems)
     for row in rows:
         print(json.dumps(row) if args.json else
               f"{row['rating_id'][:12]} {row['created_at'][:16]} {row['verdict']:<15} "
               f"{row['left']['model']} | {row['right']['model']}  {row['prompt'][:50]!r}")
+    return 0
+
+
+def cmd_adapters_list(args) -> int:
+    from engine.results.names import list_adapters
+
+    rows = list_adapters(_store(args))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no adapters yet: a DPO or online RL round makes one")
+    for r in rows:
+        print(f"{r['id'][:12]}  {r['display_name']:<32}  {str(r['created_at'])[:16]}  {r['peft_path']}")
+    return 0
+
+
+def cmd_adapters_rename(args) -> int:
+    from engine.results.names import rename_adapter
+
+    row = rename_adapter(_store(args), args.adapter, args.name)
+    print(json.dumps({"id": row["id"], "name": row["name"]}) if args.json else
+          f"adapter {row['id'][:12]} is now named {row['name']!r}")
     return 0
 
 
@@ -174,7 +234,9 @@ def register(sub) -> None:
     _filter_args(p)
     p.set_defaults(func=cmd_export)
 
-    p = rsub.add_parser("import", help="merge a bundle or a minimal ratings JSONL (see docs)")
+    p = rsub.add_parser("import", help="merge a bundle, a minimal ratings JSONL or an A/B CSV; exit 3 "
+                        "when lines were skipped (each is reported)",
+                        description="Formats and columns: engine/results/README.md")
     p.add_argument("file")
     p.add_argument("--db")
     p.add_argument("--json", action="store_true")
@@ -190,6 +252,20 @@ def register(sub) -> None:
     p.add_argument("note")
     p.add_argument("--db")
     p.set_defaults(func=cmd_note)
+
+    adapters = sub.add_parser("adapters", help="list trained adapters, or give one a readable name")
+    asub = adapters.add_subparsers(dest="adapters_command", required=True)
+    p = asub.add_parser("list", help="adapters with the names results and exports show, newest first")
+    p.add_argument("--db")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapters_list)
+    p = asub.add_parser("rename", help="give an adapter the name results, exports and reports show "
+                        "(default: '<kind> round <n> · <preset>')")
+    p.add_argument("adapter", help="the adapter's id (or its first 4+ characters), folder or current name")
+    p.add_argument("name")
+    p.add_argument("--db")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapters_rename)
 
     p = rsub.add_parser("delete", help="delete a rating (kept in rating_history)")
     p.add_argument("rating_id")

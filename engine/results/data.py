@@ -6,10 +6,10 @@ rating ids behind it, and so that tests can build votes by hand.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePath
+
+from engine.results.names import AdapterNames, BadSpec, base_name, decode_spec
 
 # The paper's human-study scoring of the 5-point scale, from the left reply's side.
 LEFT_SCORE = {"certainly_left": 1.0, "likely_left": 0.75, "tie": 0.5,
@@ -121,16 +121,18 @@ class LeakConfig:
         return ""
 
 
-def identity(model_name: str | None, adapter: str | None, model_spec: str | dict | None = None) -> str:
-    """A model as the researcher knows it: its name, plus the adapter's name if any."""
-    name = (model_name or "").strip()
-    if not name and model_spec:
-        spec = json.loads(model_spec) if isinstance(model_spec, str) else model_spec
-        name = PurePath(str(spec.get("source") or "")).name
+def identity(model_name: str | None, adapter: str | None, model_spec: str | dict | None = None,
+             model_path: str | None = "", names: AdapterNames | None = None) -> str:
+    """A model as the researcher knows it: the base's display name, plus the adapter's
+    name if any ("SmolLM2-135M-Instruct + DPO round 3 · default"). Raises ValueError
+    (``BadSpec``) for a stored model_spec that is not a JSON object."""
+    spec = decode_spec(model_spec)
+    name = base_name(model_name, spec, model_path or "")
+    if adapter is not None and not isinstance(adapter, str):
+        raise BadSpec(f"the reply's adapter is a {type(adapter).__name__}, not text")
     adapter = (adapter or "").strip()
     if adapter:
-        adapter = PurePath(adapter.rstrip("/\\")).name or adapter
-        return f"{name or '?'} + {adapter}"
+        return f"{name or '?'} + {(names or AdapterNames()).name(adapter)}"
     return name or "?"
 
 
@@ -141,14 +143,20 @@ class Loaded:
     votes: list[Vote]
     problems: list[dict] = field(default_factory=list)
 
+    @property
+    def self_votes(self) -> list[Vote]:
+        """Votes with the same model (and adapter) on both sides: counted, but they
+        compare nothing, so no win rate, leaderboard or Elo uses them."""
+        return [v for v in self.votes if v.left_model == v.right_model]
+
 
 _SQL = """
 SELECT r.id, r.turn_id, r.verdict, r.note, r.blind, r.created_at,
        r.left_reply_id, r.right_reply_id, t.prompt, t.prompt_set, t.id AS turn_found,
        lr.id AS l_id, lr.model_name AS l_name, lr.adapter AS l_adapter, lr.model_spec AS l_spec,
-       lr.text AS l_text,
+       lr.text AS l_text, lr.model_path AS l_path,
        rr.id AS r_id, rr.model_name AS r_name, rr.adapter AS r_adapter, rr.model_spec AS r_spec,
-       rr.text AS r_text
+       rr.text AS r_text, rr.model_path AS r_path
 FROM ratings r
 LEFT JOIN turns t ON t.id = r.turn_id
 LEFT JOIN replies lr ON lr.id = r.left_reply_id
@@ -162,28 +170,63 @@ def load_votes(store, filters: Filters | None = None, leaks: LeakConfig | None =
     filters = filters or Filters()
     leaks = leaks or LeakConfig()
     votes, problems = [], []
+    names = AdapterNames(store)
     for row in store.db.execute(_SQL).fetchall():
-        (rid, turn_id, verdict, note, blind, created, lid, rid2, prompt, pset, turn_found,
-         l_id, l_name, l_adapter, l_spec, l_text, r_id, r_name, r_adapter, r_spec, r_text) = row
-        if not l_id or not r_id:
-            problems.append({"rating_id": rid, "reason": "refers to a reply that is not in the store"})
+        try:
+            vote = _vote(row, leaks, names)
+        except _Unreadable as exc:
+            problems.append({"rating_id": _text(row[0]), "reason": str(exc)})
             continue
-        if verdict not in LEFT_SCORE and verdict != "both_bad":
-            problems.append({"rating_id": rid, "reason": f"unknown verdict {verdict!r}"})
-            continue
-        left, right = identity(l_name, l_adapter, l_spec), identity(r_name, r_adapter, r_spec)
-        names = tuple(n for n in (l_name, r_name) if n)
-        leak = ""
-        for side, text in (("left", l_text), ("right", r_text)):
-            hit = leaks.find(text or "", names)
-            if hit:
-                leak = f"{side} reply says {hit!r}"
-                break
-        vote = Vote(rating_id=rid, verdict=verdict, left_model=left, right_model=right,
-                    blind=bool(blind), created_at=created or "", turn_id=turn_id or "",
-                    left_reply_id=lid, right_reply_id=rid2, left_text=l_text or "",
-                    right_text=r_text or "", prompt=prompt or "", prompt_set=pset or "",
-                    note=note or "", leak=leak)
         if filters.keep(vote):
             votes.append(vote)
     return Loaded(votes, problems)
+
+
+class _Unreadable(ValueError):
+    """A stored rating (or a reply it points at) that cannot be read as a vote."""
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _vote(row, leaks: LeakConfig, names: AdapterNames) -> Vote:
+    """One row of _SQL as a vote; a damaged row raises _Unreadable saying what is wrong."""
+    (rid, turn_id, verdict, note, blind, created, lid, rid2, prompt, pset, turn_found,
+     l_id, l_name, l_adapter, l_spec, l_text, l_path, r_id, r_name, r_adapter, r_spec, r_text,
+     r_path) = row
+    if not l_id or not r_id:
+        raise _Unreadable("refers to a reply that is not in the store")
+    if verdict not in LEFT_SCORE and verdict != "both_bad":
+        raise _Unreadable(f"unknown verdict {_text(verdict)[:80]!r}")
+    sides = []
+    for side, name, adapter, spec, path in (("left", l_name, l_adapter, l_spec, l_path),
+                                            ("right", r_name, r_adapter, r_spec, r_path)):
+        try:
+            sides.append(identity(_text(name) if isinstance(name, bytes) else name, adapter, spec,
+                                  _text(path), names))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise _Unreadable(f"its {side} reply cannot be read: {exc} (a damaged or hand-edited "
+                              "row; the rating is left out)") from None
+    left, right = sides
+    l_text, r_text = _text(l_text), _text(r_text)
+    model_names = tuple(n for n in (l_name, r_name) if isinstance(n, str) and n)
+    leak = ""
+    for side, text in (("left", l_text), ("right", r_text)):
+        hit = leaks.find(text, model_names)
+        if hit:
+            leak = f"{side} reply says {hit!r}"
+            break
+    try:
+        blind = bool(int(blind or 0))
+    except (TypeError, ValueError):
+        raise _Unreadable(f"its 'blind' field is {_text(blind)[:40]!r}, not 0 or 1") from None
+    return Vote(rating_id=_text(rid), verdict=verdict, left_model=left, right_model=right,
+                blind=blind, created_at=_text(created), turn_id=_text(turn_id),
+                left_reply_id=_text(lid), right_reply_id=_text(rid2), left_text=l_text,
+                right_text=r_text, prompt=_text(prompt), prompt_set=_text(pset),
+                note=_text(note), leak=leak)

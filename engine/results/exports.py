@@ -110,6 +110,13 @@ def _rows(store, table: str, ids: set[str], key: str = "id") -> list[dict]:
                                              "ORDER BY rowid", list(ids))]
 
 
+def _plain(value):
+    """A stored value JSON cannot hold as it is (a blob) as text, so a backup never fails."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
 def export_bundle(store, out: str | Path, filters: Filters | None = None) -> dict:
     """Everything needed to rebuild the selected ratings in another studio's store."""
     votes = load_votes(store, filters).votes
@@ -128,5 +135,5 @@ def export_bundle(store, out: str | Path, filters: Filters | None = None) -> dic
         for kind, rows in (("conversation", convs), ("turn", turns), ("reply", replies),
                            ("rating", ratings), ("repeat_rating", repeats)):
             for row in rows:
-                fh.write(json.dumps({"kind": kind, "row": row}, ensure_ascii=False) + "\n")
+                fh.write(json.dumps({"kind": kind, "row": row}, ensure_ascii=False, default=_plain) + "\n")
     return counts

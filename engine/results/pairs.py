@@ -12,8 +12,12 @@ METHOD_WIN_RATE = (
     "likely B = 0.25, certainly B = 0); 'both bad' left out and counted apart.")
 METHOD_CI = (
     "95% Wilson score interval with the summed scores as successes out of n votes; fractional "
-    "scores vary less than 0/1 outcomes, so this is slightly conservative. ci_bootstrap: "
-    "percentile bootstrap over votes (2000 resamples).")
+    "scores vary less than 0/1 outcomes, so this is slightly conservative. The bootstrap "
+    "interval beside it: percentile bootstrap over votes ({n_boot} resamples).")
+
+
+def method_ci(n_boot: int) -> str:
+    return METHOD_CI.format(n_boot=n_boot)
 METHOD_VOTES_NEEDED = (
     "Votes for a two-sided test against 50% (alpha 0.05, power 0.8), normal approximation: "
     "n = ((1.96·sqrt(0.25) + 0.8416·sqrt(p(1-p))) / (p - 0.5))², p = observed win rate.")
@@ -27,7 +31,7 @@ def orient(x: str, y: str) -> tuple[str, str]:
     return tuple(sorted((x, y)))
 
 
-def pair_result(a: str, b: str, votes: list[Vote], n_boot: int = 2000) -> dict:
+def pair_result(a: str, b: str, votes: list[Vote], n_boot: int = 1000) -> dict:
     """Everything said about A vs B, from A's side, with the rating ids behind it."""
     scores, both_bad, ids, bb_ids = [], 0, [], []
     counts = {"certainly_a": 0, "likely_a": 0, "tie": 0, "likely_b": 0, "certainly_b": 0}
@@ -56,7 +60,7 @@ def pair_result(a: str, b: str, votes: list[Vote], n_boot: int = 2000) -> dict:
         "counts": counts, "both_bad": both_bad,
         "both_bad_share": rounded(both_bad / (n + both_bad)) if n + both_bad else None,
         "rating_ids": ids, "both_bad_rating_ids": bb_ids,
-        "method": {"win_rate": METHOD_WIN_RATE, "ci": METHOD_CI,
+        "method": {"win_rate": METHOD_WIN_RATE, "ci": method_ci(n_boot),
                    "votes_needed": METHOD_VOTES_NEEDED, "p_value": METHOD_P},
     }
     if n == 0:
@@ -65,7 +69,7 @@ def pair_result(a: str, b: str, votes: list[Vote], n_boot: int = 2000) -> dict:
     return out
 
 
-def all_pairs(votes: list[Vote], pair: tuple[str, str] | None = None, n_boot: int = 2000) -> list[dict]:
+def all_pairs(votes: list[Vote], pair: tuple[str, str] | None = None, n_boot: int = 1000) -> list[dict]:
     """One result per pairing met in the votes (or just ``pair``, even with zero votes)."""
     if pair:
         return [pair_result(pair[0], pair[1], votes, n_boot)]

@@ -18,7 +18,12 @@ METHOD_BT = (
     "Bradley-Terry maximum likelihood (minorize-maximize, Hunter 2004) with each vote's score as a "
     "fractional win (tie = half a win each); strengths on the Elo scale 1000 + 400·log10(p), "
     "anchored so the models' mean is 1000 (or the anchor model is 1000). 'Both bad' left out.")
-METHOD_BT_CI = "95% percentile bootstrap: votes resampled with replacement, model refitted, 1000 times."
+METHOD_BT_CI = ("95% percentile bootstrap: votes resampled with replacement and the model refitted, "
+                "{n_boot} times.")
+
+
+def method_bt_ci(n_boot: int) -> str:
+    return METHOD_BT_CI.format(n_boot=n_boot)
 METHOD_ELO = (
     "Online Elo in rating-time order: everyone starts at 1000, expected = 1/(1+10^((Rb-Ra)/400)), "
     "R += K·(score - expected) with the vote's fractional score, K = {k:g}. Order-dependent; "
@@ -93,7 +98,7 @@ def bradley_terry(votes: list[Vote], n_boot: int = 1000, seed: int = 0,
     """Ranked table of Bradley-Terry scores with bootstrap intervals."""
     votes = [v for v in votes if v.left_score is not None and v.left_model != v.right_model]
     models = sorted({m for v in votes for m in (v.left_model, v.right_model)})
-    out = {"method": METHOD_BT, "method_ci": METHOD_BT_CI, "anchor": anchor or "mean of models",
+    out = {"method": METHOD_BT, "method_ci": method_bt_ci(n_boot), "anchor": anchor or "mean of models",
            "rating_ids": [v.rating_id for v in votes], "models": []}
     if len(models) < 2:
         out["message"] = "a leaderboard needs votes between at least two models"

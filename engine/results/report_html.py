@@ -57,7 +57,8 @@ def render(results: dict, title: str = "HAL studio — human ratings") -> str:
     pairs = r["pairs"]
     if pairs:
         out.append(svg.interval_chart([(f"{p['a']} vs {p['b']}", p["win_rate"], p["ci"]) for p in pairs],
-                                      0.0, 1.0, ref=0.5))
+                                      0.0, 1.0, ref=0.5,
+                                      axis_label="A's win rate with its 95% Wilson interval (0.5: no preference)"))
         out.append(_table(["A", "B", "votes", "A's win rate", "95% CI (Wilson)", "CI (bootstrap)",
                            "votes needed", "more needed", "both bad"],
                           [(p["a"], p["b"], p["n"], _num(p["win_rate"]), _ci(p["ci"]),
@@ -71,10 +72,12 @@ def render(results: dict, title: str = "HAL studio — human ratings") -> str:
     bt = r["bradley_terry"]
     out.append("<h2>Leaderboard (Bradley-Terry)</h2>")
     if bt:
-        lo = min(row["ci"][0] for row in bt) - 20
-        hi = max(row["ci"][1] for row in bt) + 20
+        lo = min(row["ci"][0] for row in bt)
+        hi = max(row["ci"][1] for row in bt)
         out.append(svg.interval_chart([(row["model"], row["score"], row["ci"]) for row in bt],
-                                      lo, hi, ref=1000, value_fmt="{:.0f}"))
+                                      min(lo, 1000), max(hi, 1000), ref=1000, value_fmt="{:.0f}",
+                                      axis_label="Bradley-Terry score, Elo scale, with its 95% interval "
+                                                 "(1000: the models' mean)"))
         out.append(_table(["rank", "model", "score", "95% CI", "votes"],
                           [(row["rank"], row["model"], _num(row["score"], "{:.1f}"),
                             _ci(row["ci"], "{:.1f}"), row["n"]) for row in bt]))
@@ -134,8 +137,11 @@ def render(results: dict, title: str = "HAL studio — human ratings") -> str:
 
     out.append(f"<h2>Both bad</h2><p>{r['both_bad']['n']} votes marked both bad.</p>")
     out.append(_method(m["both_bad"]))
+    sv = r.get("self_votes") or {}
+    if sv.get("n"):
+        out.append(f"<h2>Same model on both sides</h2><p class='warn'>{escape(sv['message'])}</p>")
     if r["problems"]:
-        out.append("<h2>Ratings left out</h2>")
+        out.append("<h2>Ratings left out (they cannot be read)</h2>")
         out.append(_table(["rating", "why"], [(p["rating_id"], p["reason"]) for p in r["problems"]]))
     out.append("</body></html>")
     return "\n".join(out)

@@ -9,7 +9,8 @@
 - ``round.export`` {round_id, folder, copy_base?} -> {folder, files, pairs, rows, base, start_adapter,
   anchor, requirements, run}: a DPO round as a folder that trains the same LoRA with
   ``accelerate launch`` (engine/training/export.py)
-- ``adapter.list`` {} -> {adapters}
+- ``adapter.list`` {} -> {adapters}: each with ``display_name``
+- ``adapter.rename`` {id, name} -> {id, name}: the name Results and exports show
 - ``eval`` {adapter, config?} -> the verdict of an adapter against the base
 - ``pairs.export`` {pair_set, path, format: jsonl|datasets} -> {rows, path}
 - ``prompts.check`` {source: "bundled" | path} -> {name, digest, n_train, n_heldout, problems}
@@ -99,6 +100,18 @@ def adapter_list(engine: Engine, msg: Message, state: JobState) -> dict:
     from engine.training.rounds import list_adapters
 
     return {"adapters": list_adapters(engine.store)}
+
+
+@command("adapter.rename")
+def adapter_rename(engine: Engine, msg: Message, state: JobState) -> dict:
+    """Give an adapter the name Results, exports and reports show (unique)."""
+    from engine.results.names import rename_adapter
+
+    try:
+        row = rename_adapter(engine.store, _str(msg.content, "id"), _str(msg.content, "name"))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return {"id": row["id"], "name": row["name"]}
 
 
 @command("eval")

@@ -38,3 +38,22 @@ def make_config(kind: str, preset: str = "default", overrides: dict | None = Non
 
 def run(kind: str, config, state, store=None) -> dict:
     return module(kind).run(config, state, store)
+
+
+# settings that say where a round starts from, not what it trains: a continued or resumed
+# default round is still "default"
+_NOT_PRESET = {"resume", "continue_adapter", "pair_set"}
+
+
+def preset_of(kind: str, config: dict) -> str | None:
+    """The preset a round's stored config equals (apart from where it starts), or None."""
+    import json
+
+    from engine.training.config import to_dict
+
+    mod = module(kind)
+    for preset in sorted(getattr(mod, "PRESETS", {})):
+        ref = json.loads(json.dumps(to_dict(mod.make_config(preset, {})), default=str))
+        if all(config.get(k) == v for k, v in ref.items() if k not in _NOT_PRESET):
+            return preset
+    return None

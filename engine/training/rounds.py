@@ -229,20 +229,43 @@ def write_adapter(store, model, round_id: str, base_model: str, base_gguf: str |
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    row = {"id": adapter_id, "name": name or f"round {round_id[:8]}", "base_model": base_model,
+    row = {"id": adapter_id, "name": name or _default_name(store, round_id), "base_model": base_model,
            "peft_path": str(final), "gguf_path": gguf_path, "round_id": round_id, "usable": 1,
            "lineage": json.dumps({**lineage, "gguf_error": gguf_error}), "created_at": now()}
     store._insert("adapters", row)
     return row
 
 
+def _default_name(store, round_id: str) -> str:
+    """ "DPO round 3 · default": the round's kind, its number among rounds of that kind and
+    its preset ("custom" when its settings match none); editable later (hal adapters rename)."""
+    from engine.results.names import default_adapter_name
+    from engine.training import kinds
+
+    preset = None
+    try:
+        row = store.db.execute("SELECT kind, config FROM rounds WHERE id=?", [round_id]).fetchone()
+        if row:
+            preset = kinds.preset_of(row[0], json.loads(row[1] or "{}"))
+    except Exception:  # noqa: BLE001 - a name is never worth failing a finished round
+        preset = None
+    try:
+        return default_adapter_name(store, round_id, preset)
+    except Exception:  # noqa: BLE001
+        return f"round {round_id[:8]}"
+
+
 def list_adapters(store, usable_only: bool = True) -> list[dict]:
     sql = "SELECT * FROM adapters" + (" WHERE usable=1" if usable_only else "") + " ORDER BY created_at DESC"
     out = []
+    from engine.results.names import AdapterNames
+
+    names = AdapterNames(store)
     for r in store.db.query(sql):
         r = dict(r)
         r["lineage"] = json.loads(r["lineage"] or "{}")
         r["exists"] = Path(r["peft_path"]).is_dir()
+        r["display_name"] = names.by_key.get(r["id"], r["name"] or r["id"])
         out.append(r)
     return out
 

@@ -29,6 +29,7 @@ BASELINES: dict[str, dict] = {
     "round.get": {"round_id": "no-such-round"},
     "round.export": {"round_id": "no-such-round", "folder": "export-here"},
     "adapter.list": {},
+    "adapter.rename": {"id": "no-such-adapter", "name": "warm and brief"},
     "eval": {"adapter": "no-such-adapter", "config": {"model": MISSING}},
     "pairs.export": {"pair_set": "no-such-set", "path": "pairs.jsonl", "format": "jsonl"},
     "prompts.check": {"source": "bundled"},

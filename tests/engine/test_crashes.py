@@ -154,3 +154,29 @@ def test_soak_bench_20_seconds_keeps_every_rating(tmp_path):
     assert result["ratings_equal"] and result["integrity_ok"]
     assert all(p > 0 for p in result["engine_peak_rss_mb"])
     assert result["bench_process_peak_rss_mb"] > 0
+
+
+def test_a_finished_reply_is_queued_not_dropped_while_another_program_holds_the_store(tmp_path):
+    import sqlite3
+
+    store = Store(tmp_path / "s.db")
+    conv = store.create_conversation(SPEC, SPEC, {}, blind=False)
+    turn = store.add_turn(conv, "p", blind=False, a_side="left")
+    eng = EngineProcess(env={"HAL_STUDIO_DATA": str(tmp_path), "HAL_STUDIO_DB": str(tmp_path / "s.db"),
+                             "HAL_REPLY_WAIT_S": "1"})
+    holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    try:
+        assert eng.request("hello", timeout=60).type == "result"
+        holder.execute("BEGIN IMMEDIATE")  # a long import in another program, say
+        reply = gen(eng, turn, "a", max_tokens=4)
+        assert reply.done.wait(180) and reply.final.type == "result", reply.final
+        content = reply.final.content
+        assert content["reply_id"] and "queue" in content["queued"]
+    finally:
+        holder.execute("ROLLBACK") if holder.in_transaction else None
+        holder.close()
+        eng.close()
+    assert store.flush_pending() == (1, 0)
+    row = store.reply(content["reply_id"])
+    assert row["turn_id"] == turn and row["text"] == content["text"]
+    store.close()

@@ -144,3 +144,48 @@ def test_screenshot_renders(view, tmp_path):
     view.resize(1100, 1400)
     image = view.grab()
     assert not image.isNull() and image.save(str(tmp_path / "shot.png"))
+
+
+def test_a_damaged_row_is_reported_and_the_tab_still_shows_the_rest(qtbot, store):
+    from studio.results_view import ResultsView
+
+    sample.add_rating(store, "A", "B", "likely_left")
+    bad = sample.add_rating(store, "A", "C", "tie")
+    reply = store.db["ratings"].get(bad)["left_reply_id"]
+    store.db.execute("UPDATE replies SET model_spec='[1,2]', model_name='' WHERE id=?", [reply])
+    v = ResultsView(store, n_boot=20)
+    qtbot.addWidget(v)
+    assert v.results["n_ratings"] == 1 and v.pairs_table.rowCount() == 1
+    assert v.problems.isVisibleTo(v) and "model_spec" in v.problems.text()
+    assert v.browser.table.rowCount() == 1
+
+
+def test_self_vs_self_ratings_say_why_they_are_in_no_figure(qtbot, store):
+    from studio.results_view import ResultsView
+
+    sample.add_rating(store, "base", "base", "likely_left")
+    v = ResultsView(store, n_boot=20)
+    qtbot.addWidget(v)
+    assert v.results["n_ratings"] == 1 and v.pairs_table.rowCount() == 0
+    assert "same model on both sides" in v.summary.text()
+    assert "SmolLM2-135M-Instruct" in v.summary.text()
+
+
+def test_method_notes_state_the_resamples_used(view):
+    hows = [w.text() for w in view.findChildren(type(view.summary)) if w.text().startswith("How this")]
+    assert any("50 resamples" in h for h in hows) and any("50 times" in h for h in hows)
+    assert not any("ci_bootstrap" in h or "2000" in h or "1000 times" in h for h in hows)
+
+
+def test_a_pane_shows_an_adapter_by_its_name(store, tmp_path):
+    from engine.results.names import AdapterNames, default_adapter_name
+    from engine.store import now
+    from studio.conversation import spec_label
+
+    store._insert("rounds", {"id": "r1", "kind": "dpo", "status": "done", "config": "{}", "created_at": now()})
+    store._insert("adapters", {"id": "a1b2c3", "name": default_adapter_name(store, "r1", "default"),
+                               "peft_path": str(tmp_path / "a1b2c3"), "round_id": "r1", "usable": 1,
+                               "lineage": "{}", "created_at": now()})
+    spec = {"source": "bundled", "adapter": str(tmp_path / "a1b2c3"), "backend": "auto"}
+    assert spec_label(spec, AdapterNames(store)) == "SmolLM2-135M-Instruct + DPO round 1 · default"
+    assert spec_label(spec) == "SmolLM2-135M-Instruct + a1b2c3"

@@ -372,3 +372,21 @@ def test_the_waiting_line_goes_once_the_engine_is_ready(qtbot):
     client.state = "ready"
     v.on_engine_state("ready")
     assert "Waiting" not in v.run_detail.text() and "start" in v.run_detail.text()
+
+
+def test_an_adapter_is_renamed_from_the_list(view, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    rows = [{"id": "a1b2c3d4e5", "name": "DPO round 1 · default", "display_name": "DPO round 1 · default",
+             "peft_path": "/tmp/a1", "created_at": "2026-01-02T03:04:05", "exists": True,
+             "lineage": {"round_kind": "dpo"}}]
+    cid, _ = view.client.last("adapter.list")
+    view.client.sig_result.emit(cid, {"adapters": rows})
+    assert view.adapters.table.item(0, 0).text() == "DPO round 1 · default"
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("warm and brief", True))
+    qtbot.mouseClick(view.adapters.rename_button, Qt.MouseButton.LeftButton)
+    cid, content = view.client.last("adapter.rename")
+    assert content == {"id": "a1b2c3d4e5", "name": "warm and brief"}
+    n_lists = sum(1 for _, t, _ in view.client.sent if t == "adapter.list")
+    view.client.sig_result.emit(cid, {"id": "a1b2c3d4e5", "name": "warm and brief"})
+    assert sum(1 for _, t, _ in view.client.sent if t == "adapter.list") == n_lists + 1  # list again

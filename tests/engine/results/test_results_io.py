@@ -38,22 +38,25 @@ def test_minimal_import_dedupes_and_reports_what_it_skipped(store, tmp_path):
         {**MIN, "id": "s-7"},
     ])
     report = import_file(store, f)
-    assert report["format"] == "minimal" and report["imported"] == 4
+    assert report["format"] == "minimal" and report["imported"] == 5
     reasons = {s["line"]: s["reason"] for s in report["skipped"]}
     assert "unknown verdict 'meh'" in reasons[4] and reasons[5] == "not valid JSON"
-    assert "model_right" in reasons[6] and "ISO 8601" in reasons[7] and "repeats" in reasons[9]
+    assert "model_right" in reasons[6] and 7 not in reasons and "repeats" in reasons[9]
+    # a time it cannot read keeps the vote (without its time) and says so
+    assert report["kept_without_time"] == [
+        {"line": 7, "reason": "'rated_at' 'last tuesday' is not a time this studio can read"}]
     assert "colour" in report["notes"][0]
     before = counts(store)
     again = import_file(store, f)  # the same file again adds nothing
-    assert again["imported"] == 0 and again["already_stored"] == 4 and counts(store) == before
+    assert again["imported"] == 0 and again["already_stored"] == 5 and counts(store) == before
     res = compute(store, n_boot=10)
     pair = res["pairs"][0]
-    # HAL's side: likely (0.75) x3 and certainly right = Base (0) -> (0.75·3 + 0)/4 = 0.5625
-    assert (pair["a"], pair["b"]) == ("Base", "HAL") and pair["win_rate"] == pytest.approx(1 - 0.5625)
+    # HAL's side: likely (0.75) x4 and certainly right = Base (0) -> (0.75·4 + 0)/5 = 0.6
+    assert (pair["a"], pair["b"]) == ("Base", "HAL") and pair["win_rate"] == pytest.approx(1 - 0.6)
     assert compute(store, Filters(prompt_set="p1"), n_boot=10)["n_ratings"] == 1
     # dates: the one vote rated 2025-01-02 (a date covers its whole day); the rest carry the import time
     assert compute(store, Filters(until="2025-01-02"), n_boot=10)["n_ratings"] == 1
-    assert compute(store, Filters(since="2025-01-03"), n_boot=10)["n_ratings"] == 3
+    assert compute(store, Filters(since="2025-01-03"), n_boot=10)["n_ratings"] == 4
     assert compute(store, Filters(since="2025-01-02T10:00", until="2025-01-02T10:00"), n_boot=10)["n_ratings"] == 1
     assert compute(store, Filters(blind=False), n_boot=10)["n_ratings"] == 1
     origin = store.db.execute("SELECT source, line FROM rating_origins ORDER BY line").fetchall()
