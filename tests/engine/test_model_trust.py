@@ -1,0 +1,69 @@
+"""A model folder whose weights do not fill its config is refused (issue 11, item 5):
+transformers would fill the gap with random weights and the replies would be stored as
+the real model's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def hal(tmp_path, *args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HAL_STUDIO_DATA": str(tmp_path / "data"),
+           "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from tests.engine.test_hf_backend import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _variant(tiny: Path, out: Path, **changes) -> Path:
+    import shutil
+
+    shutil.copytree(tiny, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg.update(changes)
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+def _one_line(proc) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("hal: error:"), proc.stderr[-2000:]
+    return lines[0]
+
+
+def test_the_intact_tiny_folder_loads(tiny, tmp_path):
+    proc = hal(tmp_path, "check", "--model", str(tiny), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"num_hidden_layers": 3}, ["missing", "model.layers.2."]),  # config wants more layers than stored
+    ({"num_hidden_layers": 1}, ["not in the architecture", "model.layers.1."]),  # stored layers unused
+    ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 32, "n_layer": 2, "n_head": 4},
+     ["missing", "transformer."]),  # another architecture's names
+])
+def test_check_and_chat_refuse_weights_that_do_not_fill_the_config(tiny, tmp_path, changes, words):
+    folder = _variant(tiny, tmp_path / "bad", **changes)
+    line = _one_line(hal(tmp_path, "check", "--model", str(folder)))
+    assert "does not match its config.json" in line and all(w in line for w in words), line
+    if changes.get("num_hidden_layers") == 3:  # chat goes the same way; once is enough
+        line = _one_line(hal(tmp_path, "chat", "hi", "--model", str(folder), "--max-tokens", "4"))
+        assert "does not match its config.json" in line
