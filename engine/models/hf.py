@@ -224,14 +224,32 @@ class HFModel:
             if not self.tokenizer.chat_template:
                 raise EngineError("This model has no chat template, so it cannot hold a conversation.",
                                   kind="model_invalid")
+            from engine.models import plain_text
             from engine.models.template_limits import chat_prompt
 
+            if plain_text.holds_special(prompt, self.special_texts()):
+                # message text is plain text: only the template's markup may be special tokens
+                ids: list[int] = []
+                for text, is_content in plain_text.marked_segments(
+                        lambda msgs: chat_prompt(self.tokenizer, msgs), prompt):
+                    ids += self._tokenize(text, special=not is_content)
+                return ids
             text = chat_prompt(self.tokenizer, prompt)
         return self._tokenize(text)
 
-    def _tokenize(self, text: str) -> list[int]:
+    def special_texts(self) -> list[str]:
+        """The text of every special (control) token of the tokenizer."""
+        found = set(self.tokenizer.all_special_tokens)
+        found.update(t.content for t in getattr(self.tokenizer, "added_tokens_decoder", {}).values()
+                     if getattr(t, "special", False))
+        return sorted(t for t in found if t)
+
+    def _tokenize(self, text: str, special: bool = True) -> list[int]:
+        """Token ids of ``text``; with ``special`` False, special-token text is split into
+        ordinary tokens instead of becoming the special token."""
         with self._tok_lock:
-            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            return list(self.tokenizer(text, add_special_tokens=False,
+                                       split_special_tokens=not special)["input_ids"])
 
     def _check_length(self, n_prompt: int) -> None:
         if n_prompt + 1 > self.n_ctx:
