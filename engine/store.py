@@ -26,6 +26,13 @@ class StoreError(Exception):
     """The store cannot be opened or written (newer schema, read-only, full disk)."""
 
 
+def damaged_message(path: Path, why: str) -> str:
+    """One line: the store is damaged, nothing was written, and how to save what is left."""
+    return (f"The studio store {path} is damaged ({why}); it was not opened, so nothing more is lost. "
+            f"Recover every row that can still be read with: hal store recover --db {path} "
+            f"(the damaged file is kept beside the recovered one)")
+
+
 def save_error(exc: sqlite3.Error) -> StoreError:
     """A failed write as one clear sentence (the GUI shows it next to the rating)."""
     text = str(exc)
@@ -36,6 +43,11 @@ def save_error(exc: sqlite3.Error) -> StoreError:
     else:
         why = text
     return StoreError(f"Could not save to the studio store: {why} (nothing was changed; {text})")
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return not isinstance(exc, sqlite3.OperationalError) or "malformed" in text or "not a database" in text
 
 
 def now() -> str:
@@ -154,16 +166,30 @@ class Store:
                                    isolation_level=None)
             self.db = _SerialDatabase(conn, self._lock)
             self.db.execute("PRAGMA busy_timeout=30000")
+            self._refuse_damaged()  # before anything reads a bad page or writes
             self._refuse_newer()  # before anything writes, WAL mode included
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except (sqlite3.DatabaseError, OSError) as exc:  # OSError: the data folder cannot be made
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise StoreError(damaged_message(self.path, " ".join(str(exc).split()))) from None
+            raise StoreError(f"Cannot open the studio store {self.path}: {exc}") from None
+        except OSError as exc:  # the data folder cannot be made
             raise StoreError(f"Cannot open the studio store {self.path}: {exc}") from None
 
     # -- schema ---------------------------------------------------------------
+    def _refuse_damaged(self) -> None:
+        """``PRAGMA quick_check`` (every page and row format, not index contents): a store with
+        garbage or zeroed pages is refused here rather than failing in the middle of a read."""
+        rows = [r[0] for r in self.db.execute("PRAGMA quick_check(5)").fetchall()]
+        if rows != ["ok"]:
+            self.db.conn.close()
+            why = "; ".join(" ".join(str(r).split()) for r in rows)  # one line, whatever sqlite wrote
+            raise StoreError(damaged_message(self.path, "PRAGMA quick_check: " + why[:300]))
+
     def _refuse_newer(self) -> None:
         has_meta = self.db.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
