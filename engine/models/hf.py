@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import AdapterError, EngineError, PromptTooLong
+from engine.errors import AdapterError, EngineError, ModelFileError, PromptTooLong
 from engine.models import hf_adapters
 from engine.models.base import GenerationResult, Sampling, template_digest
 from engine.models.hf_load import dequantized_dir, load_base
@@ -44,6 +44,9 @@ def pick_token(logits, sampling: Sampling, generator) -> int:
     """Greedy at temperature 0, else temperature then nucleus (top-p) sampling."""
     import torch
 
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelFileError("The model computed NaN or infinite token scores, so no reply can be sampled; "
+                             "its weights are probably damaged (NaN or overflowing values).", kind="model_invalid")
     if sampling.temperature <= 0 or sampling.top_p <= 0:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)

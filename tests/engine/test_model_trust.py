@@ -122,3 +122,46 @@ def test_transformers_tokenises_message_text_as_plain_text(tiny):
             plain, add_generation_prompt=True, tokenize=False))
     finally:
         m.close()
+
+
+# -- tracebacks where one line was promised ---------------------------------------------------
+
+def test_a_sampled_chat_on_nan_weights_is_one_clear_line(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    import shutil
+
+    folder = tmp_path / "nan"
+    shutil.copytree(tiny, folder)
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = next(k for k in tensors if "layers.0.mlp.up_proj" in k)
+    tensors[name].fill_(float("nan"))
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    for temperature in ("0.7", "0"):
+        line = _one_line(hal(tmp_path, "chat", "hi", "--model", str(folder), "--max-tokens", "4",
+                             "--temperature", temperature))
+        assert "NaN or infinite" in line
+
+
+def test_a_data_file_that_is_not_utf8_is_bad_input_not_internal(tmp_path):
+    from engine.protocol import Message
+    from engine.server import Engine
+    from tests.engine.test_server import Sink
+
+    import engine.scoring.commands  # noqa: F401
+
+    bad = tmp_path / "dialogues.jsonl"
+    bad.write_bytes(b'{"id": "a", "rated_speaker": "W", "transcript": "W: caf\xe9 \xff\xfe"}\n')
+    sink = Sink()
+    e = Engine(sink, store_path=str(tmp_path / "studio.sqlite3"))
+    try:
+        msg = Message(type="fit.run", content={"path": str(bad)})
+        e.handle_line(msg.encode())
+        final = sink.wait_for(lambda m: m.parent == msg.id and m.type in ("result", "error"), 60)
+        assert final.type == "error" and final.content["kind"] == "bad_request", final.content
+        assert "UTF-8" in final.content["message"]
+    finally:
+        e.close()
+    line = _one_line(hal(tmp_path, "score", str(bad), "--judge", "lexical"))
+    assert "not UTF-8 text" in line
