@@ -7,7 +7,9 @@ depends on the engine being alive. Migrations only ever add.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -48,6 +50,29 @@ def save_error(exc: sqlite3.Error) -> StoreError:
 def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     text = str(exc).lower()
     return not isinstance(exc, sqlite3.OperationalError) or "malformed" in text or "not a database" in text
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _acknowledged(method):
+    """A write the caller reports as saved: the files are checked before it and again
+    after it commits, so a store whose file or WAL was deleted or replaced under it
+    refuses the write instead of acknowledging a row it can no longer keep."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        self.check_files()
+        result = method(self, *args, **kwargs)
+        self.check_files()
+        return result
+
+    return wrapper
 
 
 def now() -> str:
@@ -173,12 +198,34 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._files = {"db": _identity(self.path), "wal": _identity(self._wal_path)}
         except sqlite3.DatabaseError as exc:
             if _is_damage(exc):
                 raise StoreError(damaged_message(self.path, " ".join(str(exc).split()))) from None
             raise StoreError(f"Cannot open the studio store {self.path}: {exc}") from None
         except OSError as exc:  # the data folder cannot be made
             raise StoreError(f"Cannot open the studio store {self.path}: {exc}") from None
+
+    # -- the files under it -------------------------------------------------------
+    @property
+    def _wal_path(self) -> Path:
+        return Path(str(self.path) + "-wal")
+
+    def check_files(self) -> None:
+        """StoreError when the store file or its WAL is no longer the one this store opened
+        (deleted, or replaced by another file): writes would go to a file nobody can read back."""
+        for key, path in (("db", self.path), ("wal", self._wal_path)):
+            known, current = self._files.get(key), _identity(path)
+            if known is None:
+                self._files[key] = current  # the WAL appears with the first write
+                continue
+            if current != known:
+                what = "was deleted" if current is None else "was replaced by another file"
+                name = "its write-ahead log " + path.name if key == "wal" else "the store file " + path.name
+                raise StoreError(
+                    f"The studio store changed under the studio: {name} {what} while it was open, so "
+                    f"nothing more can be saved safely (this was not saved). Close the studio and start "
+                    f"it again; check {self.path.parent} for what removed the file.")
 
     # -- schema ---------------------------------------------------------------
     def _refuse_damaged(self) -> None:
@@ -249,6 +296,7 @@ class Store:
             raise save_error(exc) from None
 
     # -- conversations and turns -----------------------------------------------
+    @_acknowledged
     def create_conversation(self, model_a: dict, model_b: dict, sampling: dict,
                             blind: bool, title: str = "") -> str:
         return self._insert("conversations", {
@@ -256,6 +304,7 @@ class Store:
             "model_a": json.dumps(model_a), "model_b": json.dumps(model_b),
             "sampling": json.dumps(sampling)})
 
+    @_acknowledged
     def add_turn(self, conversation_id: str, prompt: str, blind: bool, a_side: str) -> str:
         if a_side not in ("left", "right"):
             raise ValueError("a_side must be left or right")
@@ -266,6 +315,7 @@ class Store:
                 "id": new_id(), "conversation_id": conversation_id, "idx": idx, "prompt": prompt,
                 "created_at": now(), "blind": int(blind), "a_side": a_side})
 
+    @_acknowledged
     def add_reply(self, turn_id: str, slot: str, side: str, text: str, finish_reason: str,
                   model_spec: dict, model_info: dict, sampling: dict, stats: dict,
                   status: str = "done", error: str = "") -> str:
@@ -302,6 +352,7 @@ class Store:
                 "total_ms": stats.get("total_ms"), "created_at": now(), "superseded": 0})
 
     # -- ratings ---------------------------------------------------------------
+    @_acknowledged
     def rate(self, turn_id: str, left_reply_id: str, right_reply_id: str, verdict: str,
              note: str = "", blind: bool = False, a_side: str = "left") -> str:
         """Save (or replace) the verdict on a turn; the old one goes to history."""
@@ -326,6 +377,7 @@ class Store:
                    "blind": int(blind), "a_side": a_side, "created_at": stamp, "updated_at": stamp}
             return self._insert("ratings", row)
 
+    @_acknowledged
     def set_note(self, rating_id: str, note: str) -> None:
         with self._lock, self.db.conn:
             self._write("BEGIN IMMEDIATE")

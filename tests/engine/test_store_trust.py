@@ -77,3 +77,55 @@ def test_a_healthy_store_opens_as_before(tmp_path):
     again = Store(tmp_path / "studio.sqlite3")
     assert len(again.ratings()) == 5
     again.close()
+
+
+def _one_turn(store: Store) -> tuple[str, str, str]:
+    cid = store.create_conversation({"source": "a"}, {"source": "b"}, {}, False)
+    tid = store.add_turn(cid, "hi", False, "left")
+    a = store.add_reply(tid, "a", "left", "hey", "stop", {"source": "a"}, {"name": "A"}, {"seed": 1}, {})
+    b = store.add_reply(tid, "b", "right", "hello", "stop", {"source": "b"}, {"name": "B"}, {"seed": 1}, {})
+    return tid, a, b
+
+
+def test_a_deleted_wal_is_noticed_before_a_rating_is_acknowledged(tmp_path):
+    path = tmp_path / "studio.sqlite3"
+    store = Store(path)
+    engine_side = Store(path)  # the engine has it open too, as in the studio
+    tid, a, b = _one_turn(engine_side)
+    store.rate(tid, a, b, "tie")
+    wal = Path(str(path) + "-wal")
+    assert wal.is_file()
+    wal.unlink()
+    with pytest.raises(StoreError, match="write-ahead log .* was deleted"):
+        store.rate(tid, a, b, "likely_left")
+    with pytest.raises(StoreError, match="was deleted"):
+        engine_side.add_reply(tid, "a", "left", "again", "stop", {"source": "a"}, {"name": "A"}, {"seed": 1}, {})
+    store.close()
+    engine_side.close()
+
+
+def test_a_store_file_replaced_under_the_studio_is_noticed(tmp_path):
+    path = tmp_path / "studio.sqlite3"
+    store = Store(path)
+    tid, a, b = _one_turn(store)
+    other = tmp_path / "other.sqlite3"
+    Store(other).close()
+    os.replace(other, path)
+    with pytest.raises(StoreError, match="store file studio.sqlite3 was replaced"):
+        store.rate(tid, a, b, "tie")
+    store.close()
+
+
+def test_two_stores_on_one_file_raise_no_false_alarm(tmp_path):
+    path = tmp_path / "studio.sqlite3"
+    first = Store(path)
+    tid, a, b = _one_turn(first)
+    for _ in range(3):  # the engine restarting: open, write, close, while the studio keeps its store
+        engine_side = Store(path)
+        _one_turn(engine_side)
+        engine_side.close()
+        first.rate(tid, a, b, "tie")
+    first.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    first.rate(tid, a, b, "likely_right")
+    assert first.rating_for_turn(tid)["verdict"] == "likely_right"
+    first.close()
