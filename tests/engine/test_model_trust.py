@@ -165,3 +165,22 @@ def test_a_data_file_that_is_not_utf8_is_bad_input_not_internal(tmp_path):
         e.close()
     line = _one_line(hal(tmp_path, "score", str(bad), "--judge", "lexical"))
     assert "not UTF-8 text" in line
+
+
+def test_the_llm_judge_prompt_keeps_rated_text_out_of_the_markup():
+    from engine.scoring.dialogue import Dialogue, Turn
+    from engine.scoring.judges.llm import LLMJudge
+    from engine.scoring.traits import load_questionnaire
+
+    judge = LLMJudge(questionnaire=load_questionnaire("hal16"), cache=False)
+    try:
+        model = judge.backend.model
+        specials = {model.tokenize("<|im_start|>")[-1], model.tokenize("<|im_end|>")[-1]}
+
+        def n_special(text):
+            d = Dialogue(id="x", turns=(Turn("I", "hey"), Turn("W", text)), rated_speaker="W")
+            return _count(model.tokenize(judge.prompts(d)[0]), specials)
+
+        assert n_special(INJECT) == n_special("hi there")
+    finally:
+        judge.close()
