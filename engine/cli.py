@@ -100,11 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure speed and memory").add_subparsers(
         dest="bench", required=True)
-    from engine import bench_chat, bench_loops, bench_soak
+    from engine import bench_chat, bench_loops, bench_soak, store_recover
 
     bench_chat.register(bench)
     bench_loops.register(bench)
     bench_soak.register(bench)
+    store_recover.register(sub)
     for name in ("engine.scoring.cli", "engine.training.cli", "engine.results.cli", "engine.discovery.cli"):
         try:
             if importlib.util.find_spec(name) is None:  # a feature not built yet

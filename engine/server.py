@@ -183,6 +183,9 @@ class Engine:
             self.error(msg.id, exc.kind, exc.message, exc.detail, exc)
         except MemoryError as exc:
             self.error(msg.id, "out_of_memory", "The engine ran out of memory for this command.", cause=exc)
+        except UnicodeDecodeError as exc:  # a file the command read is not UTF-8 text: bad input, not a bug
+            self.error(msg.id, "bad_request", f"A file is not valid UTF-8 text ({exc.reason} at byte {exc.start}); "
+                       "save it as UTF-8 and try again.", traceback.format_exc(), exc)
         except OSError as exc:  # a path that is too long, unreadable, not writable...
             self.error(msg.id, "os_error", os_message(exc), traceback.format_exc(), exc)
         except Exception as exc:

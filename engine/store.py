@@ -7,6 +7,7 @@ depends on the engine being alive. Migrations only ever add.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -49,6 +50,13 @@ class StoreQueued(StoreError):
         self.row_id = row_id
 
 
+def damaged_message(path: Path, why: str) -> str:
+    """One line: the store is damaged, nothing was written, and how to save what is left."""
+    return (f"The studio store {path} is damaged ({why}); it was not opened, so nothing more is lost. "
+            f"Recover every row that can still be read with: hal store recover --db {path} "
+            f"(the damaged file is kept beside the recovered one)")
+
+
 def save_error(exc: sqlite3.Error) -> StoreError:
     """A failed write as one clear sentence (the GUI shows it next to the rating)."""
     text = str(exc)
@@ -61,6 +69,34 @@ def save_error(exc: sqlite3.Error) -> StoreError:
     else:
         why = text
     return StoreError(f"Could not save to the studio store: {why} (nothing was changed; {text})")
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return not isinstance(exc, sqlite3.OperationalError) or "malformed" in text or "not a database" in text
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _acknowledged(method):
+    """A write the caller reports as saved: the files are checked before it and again
+    after it commits, so a store whose file or WAL was deleted or replaced under it
+    refuses the write instead of acknowledging a row it can no longer keep."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        self.check_files()
+        result = method(self, *args, **kwargs)
+        self.check_files()
+        return result
+
+    return wrapper
 
 
 def now() -> str:
@@ -209,16 +245,52 @@ class Store:
                                    isolation_level=None)
             self.db = _SerialDatabase(conn, self._lock)
             self.db.execute("PRAGMA busy_timeout=30000")
+            self._refuse_damaged()  # before anything reads a bad page or writes
             self._refuse_newer()  # before anything writes, WAL mode included
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except (sqlite3.DatabaseError, OSError) as exc:  # OSError: the data folder cannot be made
+            self._files = {"db": _identity(self.path), "wal": _identity(self._wal_path)}
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise StoreError(damaged_message(self.path, " ".join(str(exc).split()))) from None
+            raise StoreError(f"Cannot open the studio store {self.path}: {exc}") from None
+        except OSError as exc:  # the data folder cannot be made
             raise StoreError(f"Cannot open the studio store {self.path}: {exc}") from None
 
+    # -- the files under it -------------------------------------------------------
+    @property
+    def _wal_path(self) -> Path:
+        return Path(str(self.path) + "-wal")
+
+    def check_files(self) -> None:
+        """StoreError when the store file or its WAL is no longer the one this store opened
+        (deleted, or replaced by another file): writes would go to a file nobody can read back."""
+        for key, path in (("db", self.path), ("wal", self._wal_path)):
+            known, current = self._files.get(key), _identity(path)
+            if known is None:
+                self._files[key] = current  # the WAL appears with the first write
+                continue
+            if current != known:
+                what = "was deleted" if current is None else "was replaced by another file"
+                name = "its write-ahead log " + path.name if key == "wal" else "the store file " + path.name
+                raise StoreError(
+                    f"The studio store changed under the studio: {name} {what} while it was open, so "
+                    f"nothing more can be saved safely (this was not saved). Close the studio and start "
+                    f"it again; check {self.path.parent} for what removed the file.")
+
     # -- schema ---------------------------------------------------------------
+    def _refuse_damaged(self) -> None:
+        """``PRAGMA quick_check`` (every page and row format, not index contents): a store with
+        garbage or zeroed pages is refused here rather than failing in the middle of a read."""
+        rows = [r[0] for r in self.db.execute("PRAGMA quick_check(5)").fetchall()]
+        if rows != ["ok"]:
+            self.db.conn.close()
+            why = "; ".join(" ".join(str(r).split()) for r in rows)  # one line, whatever sqlite wrote
+            raise StoreError(damaged_message(self.path, "PRAGMA quick_check: " + why[:300]))
+
     def _refuse_newer(self) -> None:
         has_meta = self.db.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
@@ -278,6 +350,7 @@ class Store:
             raise save_error(exc) from None
 
     # -- conversations and turns -----------------------------------------------
+    @_acknowledged
     def create_conversation(self, model_a: dict, model_b: dict, sampling: dict,
                             blind: bool, title: str = "") -> str:
         return self._insert("conversations", {
@@ -285,6 +358,7 @@ class Store:
             "model_a": json.dumps(model_a), "model_b": json.dumps(model_b),
             "sampling": json.dumps(sampling)})
 
+    @_acknowledged
     def add_turn(self, conversation_id: str, prompt: str, blind: bool, a_side: str) -> str:
         if a_side not in ("left", "right"):
             raise ValueError("a_side must be left or right")
@@ -295,6 +369,7 @@ class Store:
                 "id": new_id(), "conversation_id": conversation_id, "idx": idx, "prompt": prompt,
                 "created_at": now(), "blind": int(blind), "a_side": a_side})
 
+    @_acknowledged
     def add_reply(self, turn_id: str, slot: str, side: str, text: str, finish_reason: str,
                   model_spec: dict, model_info: dict, sampling: dict, stats: dict,
                   status: str = "done", error: str = "", reply_id: str | None = None,
@@ -423,6 +498,7 @@ class Store:
         return pending.replay(self.path, apply)
 
     # -- ratings ---------------------------------------------------------------
+    @_acknowledged
     def rate(self, turn_id: str, left_reply_id: str, right_reply_id: str, verdict: str,
              note: str = "", blind: bool = False, a_side: str = "left", wait_s: float | None = None) -> str:
         """Save (or replace) the verdict on a turn; the old one goes to history. While another
@@ -468,6 +544,7 @@ class Store:
                    "blind": int(blind), "a_side": a_side, "created_at": stamp, "updated_at": stamp}
             return self._insert("ratings", row)
 
+    @_acknowledged
     def set_note(self, rating_id: str, note: str) -> None:
         with self._lock, self.db.conn:
             self._write("BEGIN IMMEDIATE")

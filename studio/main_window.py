@@ -31,6 +31,8 @@ ENGINE_STATES = {"starting": ("#b7791f", "Engine starting…"), "ready": ("#2f85
                  "crashed": ("#c53030", "Engine crashed"), "stopped": ("#718096", "Engine stopped")}
 
 
+STORE_WATCH_MS = 2000  # how often the studio checks that its store file and WAL are still its own
+
 class MainWindow(QMainWindow):
     def __init__(self, client: EngineClient, store: Store, prefs: Prefs,
                  initial_spec: dict | None = None):
@@ -186,6 +188,10 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self.on_tab_changed)
         self._history_timer = QTimer(self, singleShot=True, interval=250)
         self._history_timer.timeout.connect(self.refresh_history)
+        # The store's file or WAL deleted or replaced under us: say so at once, not at the next rating.
+        self._store_watch = QTimer(self, interval=STORE_WATCH_MS)
+        self._store_watch.timeout.connect(self.check_store_files)
+        self._store_watch.start()
 
     def on_tab_changed(self, index: int) -> None:
         """Compare-only docks follow the Compare tab; other views refresh when shown."""
@@ -306,6 +312,18 @@ class MainWindow(QMainWindow):
             blind = "  (blind)" if turn.blind else ""
             self.rating.set_target(True, f"Turn {n} · Which reply sounds more like a "
                                          f"person?{blind}", turn.rating, turn.rating_stale)
+
+    def check_store_files(self) -> str:
+        """'' while the store's files are the ones it opened; else the problem, shown once
+        (in the rating bar and the status bar) and the watch stops."""
+        try:
+            self.store.check_files()
+        except StoreError as exc:
+            self._store_watch.stop()
+            self.rating.show_error(str(exc))
+            self.statusBar().showMessage(str(exc))
+            return str(exc)
+        return ""
 
     def on_rated(self, verdict: str, note: str) -> None:
         try:

@@ -30,7 +30,9 @@ class ChatClient:
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ApiError(f"the api judge needs an http(s) base URL, not {base_url!r}",
                            "for example http://127.0.0.1:8000/v1", kind="bad_request")
-        self.base_url = base_url.rstrip("/")
+        from engine.api_url import check_api_base
+
+        self.base_url = check_api_base(base_url)  # no credentials in the URL: the key goes in HAL_API_KEY
         self.key_env = key_env or DEFAULT_KEY_ENV
         self.timeout_s = timeout_s
         self.retries = retries

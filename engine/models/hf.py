@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import AdapterError, EngineError, PromptTooLong
+from engine.errors import AdapterError, EngineError, ModelFileError, PromptTooLong
 from engine.models import hf_adapters
 from engine.models.base import GenerationResult, Sampling, StopMatcher, template_digest
 from engine.models.hf_load import dequantized_dir, load_base
@@ -80,6 +80,9 @@ def pick_token(logits, sampling: Sampling, generator, recent: list[int] | None =
     from ``generator`` among ``candidates``."""
     import torch
 
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelFileError("The model computed NaN or infinite token scores, so no reply can be sampled; "
+                             "its weights are probably damaged (NaN or overflowing values).", kind="model_invalid")
     if sampling.temperature <= 0 or sampling.top_p <= 0:
         if sampling.repeat_penalty != 1.0 and recent:
             penalised = Sampling(temperature=1.0, top_p=1.0, repeat_penalty=sampling.repeat_penalty,
@@ -256,14 +259,32 @@ class HFModel:
             if not self.tokenizer.chat_template:
                 raise EngineError("This model has no chat template, so it cannot hold a conversation.",
                                   kind="model_invalid")
+            from engine.models import plain_text
             from engine.models.template_limits import chat_prompt
 
+            if plain_text.holds_special(prompt, self.special_texts()):
+                # message text is plain text: only the template's markup may be special tokens
+                ids: list[int] = []
+                for text, is_content in plain_text.marked_segments(
+                        lambda msgs: chat_prompt(self.tokenizer, msgs), prompt):
+                    ids += self._tokenize(text, special=not is_content)
+                return ids
             text = chat_prompt(self.tokenizer, prompt)
         return self._tokenize(text)
 
-    def _tokenize(self, text: str) -> list[int]:
+    def special_texts(self) -> list[str]:
+        """The text of every special (control) token of the tokenizer."""
+        found = set(self.tokenizer.all_special_tokens)
+        found.update(t.content for t in getattr(self.tokenizer, "added_tokens_decoder", {}).values()
+                     if getattr(t, "special", False))
+        return sorted(t for t in found if t)
+
+    def _tokenize(self, text: str, special: bool = True) -> list[int]:
+        """Token ids of ``text``; with ``special`` False, special-token text is split into
+        ordinary tokens instead of becoming the special token."""
         with self._tok_lock:
-            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            return list(self.tokenizer(text, add_special_tokens=False,
+                                       split_special_tokens=not special)["input_ids"])
 
     def _check_length(self, n_prompt: int) -> None:
         if n_prompt + 1 > self.n_ctx:

@@ -8,6 +8,7 @@ weights. A HF folder is loaded as it is, never running remote code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -99,6 +100,62 @@ def strip_quantization(model) -> None:
                 pass
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No load-report table or progress bars on stderr while we load: we check the
+    report ourselves and say in one line what is wrong."""
+    global _quiet_depth
+    from transformers.utils import logging as tlog
+
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_transformers.saved = (tlog.get_verbosity(), tlog.is_progress_bar_enabled())
+            tlog.set_verbosity_error()
+            tlog.disable_progress_bar()
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                level, bars = _quiet_transformers.saved
+                tlog.set_verbosity(level)
+                if bars:
+                    tlog.enable_progress_bar()
+
+
+def _names(keys, limit: int = 3) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def check_loading_info(info: dict, what: str) -> None:
+    """Refuse a load whose report shows weights the config asks for but the files lack
+    (transformers would fill them with random numbers), weights the files hold but the
+    architecture has no place for, or weights of another shape."""
+    missing = set(info.get("missing_keys") or ())
+    unexpected = set(info.get("unexpected_keys") or ())
+    mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing from the weights ({_names(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} in the weights but not in the architecture ({_names(unexpected)})")
+    if mismatched:
+        parts.append(f"{len(mismatched)} of the wrong shape ({_names(mismatched)})")
+    if parts:
+        raise ModelFileError(
+            f"{what} does not match its config.json: " + "; ".join(parts)
+            + ". Loading it would run with random weights; fix config.json or the weight files.",
+            kind="model_invalid")
+
+
 def _load_gguf_direct(gguf_path: Path, dtype):
     """Read a GGUF through transformers (dequantized): (model, tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,14 +163,17 @@ def _load_gguf_direct(gguf_path: Path, dtype):
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=name, dtype=dtype, local_files_only=True, trust_remote_code=False)
+        with _quiet_transformers():
+            model, info = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=name, dtype=dtype, local_files_only=True, trust_remote_code=False,
+                output_loading_info=True)
     except Exception as exc:  # transformers raises many kinds on an unsupported file
         raise ModelFileError(
             f"transformers cannot read {gguf_path.name}: {exc}",
             "The transformers backend supports the GGUF architectures and quantization "
             "types that transformers can dequantize; the llama.cpp backend may still serve it.",
             kind="model_invalid") from None
+    check_loading_info(info, gguf_path.name)
     if not tokenizer.chat_template:
         template = _gguf_chat_template(gguf_path)
         if template:
@@ -192,12 +252,15 @@ def _load_folder(folder: Path, dtype, what: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             str(folder), local_files_only=True, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=dtype, use_safetensors=True, local_files_only=True,
-            trust_remote_code=False)
+        with _quiet_transformers():
+            model, info = AutoModelForCausalLM.from_pretrained(
+                str(folder), dtype=dtype, use_safetensors=True, local_files_only=True,
+                trust_remote_code=False, output_loading_info=True)
     except Exception as exc:
-        raise ModelFileError(f"{what} cannot be loaded: {exc}", str(folder),
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{what} cannot be loaded: {first}", str(exc),
                              kind="model_invalid") from None
+    check_loading_info(info, what)
     return model, tokenizer
 
 

@@ -195,6 +195,7 @@ class LlamaCppModel:
         self.bos_text = self._special_text(ll.llama_vocab_bos(self.vocab_ptr))
         self.eos_text = self._special_text(ll.llama_vocab_eos(self.vocab_ptr))
         self._add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab_ptr))
+        self._special_texts: list[str] | None = None
 
     # -- metadata and text
     def _meta(self, key: str) -> str | None:
@@ -241,19 +242,45 @@ class LlamaCppModel:
         except (TemplateError, OverflowError, RecursionError) as exc:  # sandbox limits, runaway macros
             raise BadRequest(f"The chat template failed: {exc}") from None
 
-    def tokenize(self, text: str) -> list[int]:
-        """Tokens of ``text`` with special tokens parsed; BOS added only when the
-        model wants it and the template has not already written it."""
+    def tokenize(self, text: str, special: bool = True, first: bool = True) -> list[int]:
+        """Tokens of ``text``, with special tokens parsed unless ``special`` is False
+        (then ``<|im_end|>`` typed as text is ordinary tokens); BOS added only to the
+        ``first`` piece, when the model wants it and the template has not written it."""
         data = text.encode("utf-8")
-        add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
+        add = first and self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
         size = len(data) + 8
         buf = (ll.llama_token * size)()
-        n = ll.llama_tokenize(self.vocab_ptr, data, len(data), buf, size, add, True)
+        n = ll.llama_tokenize(self.vocab_ptr, data, len(data), buf, size, add, special)
         if n < 0:
             size = -n
             buf = (ll.llama_token * size)()
-            n = ll.llama_tokenize(self.vocab_ptr, data, len(data), buf, size, add, True)
+            n = ll.llama_tokenize(self.vocab_ptr, data, len(data), buf, size, add, special)
         return list(buf[:n])
+
+    def special_texts(self) -> list[str]:
+        """The text of every control token (what special parsing would turn into one)."""
+        if self._special_texts is None:
+            wanted = ll.LLAMA_TOKEN_ATTR_CONTROL | ll.LLAMA_TOKEN_ATTR_UNKNOWN
+            found = set()
+            for token in range(self.n_vocab):
+                if ll.llama_vocab_get_attr(self.vocab_ptr, token) & wanted:
+                    text = ll.llama_vocab_get_text(self.vocab_ptr, token)
+                    if text:
+                        found.add(text.decode("utf-8", "replace"))
+            self._special_texts = sorted(found)
+        return self._special_texts
+
+    def encode_messages(self, messages: list[dict]) -> list[int]:
+        """Prompt tokens for chat messages: the template's markup may hold special
+        tokens, the messages' own text never does (``engine.models.plain_text``)."""
+        from engine.models import plain_text
+
+        if not plain_text.holds_special(messages, self.special_texts()):
+            return self.tokenize(self.render(messages))  # the same tokens as always
+        tokens: list[int] = []
+        for text, is_content in plain_text.marked_segments(self.render, messages):
+            tokens += self.tokenize(text, special=not is_content, first=not tokens)
+        return tokens
 
     def make_sampler(self, s: Sampling):
         return sampler_chain(s, self.n_vocab)
@@ -338,7 +365,7 @@ class LlamaCppModel:
     def _prompt(self, messages: list[dict]) -> list[int]:
         if self._closed:  # the vocabulary lives in freed native memory
             raise EngineError("The model has been unloaded.")
-        tokens = self.tokenize(self.render(messages))
+        tokens = self.encode_messages(messages)
         if len(tokens) + 1 > self.n_ctx_per_seq:
             raise PromptTooLong(
                 f"The prompt is {len(tokens)} tokens; with room for one reply token it needs "

@@ -144,8 +144,8 @@ def cmd_distill(args) -> int:
     rated = [d for d in data.dialogues if d.ratings]
     model, _ = fit_distilled(rated, [d.ratings for d in rated], q.trait_ids, alpha=args.alpha, folds=args.folds,
                              model_id=args.save_as, source=args.source or Path(args.path).stem)
-    save_model(model)
-    report = {"model": model.id, "judge": f"distilled:{model.id}", "n": len(rated), "traits": model.trait_ids,
+    saved = save_model(model, Path(args.out) if args.out else None)
+    report = {"model": model.id, "folder": str(saved), "judge": f"distilled:{model.id}", "n": len(rated), "traits": model.trait_ids,
               **{k: v for k, v in model.meta.items() if k != "format_version"}}
     _emit(report, args.json, json.dumps(report, indent=1))
     return 0
@@ -261,6 +261,9 @@ def register(subparsers) -> None:
     p.add_argument("--folds", type=int, default=5, help="game-grouped folds for the held-out correlations")
     p.add_argument("--source", default=None, help="a name for whose ratings these are (default: file name)")
     p.add_argument("--save-as", default=None, help="model id (default SOURCE-TIMESTAMP)")
+    p.add_argument("--out", default=None,
+                   help="write the judge folder <id>/ here instead of the user's judges (e.g. resources/judges "
+                        "to ship it with the studio)")
     _common(p)
     p.set_defaults(func=_guarded(cmd_distill))
 

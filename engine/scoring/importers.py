@@ -215,6 +215,13 @@ def load_any(path: str | Path) -> Imported:
     path = Path(path)
     if not path.is_file():
         raise BadRequest(f"no such file: {path}")
+    try:
+        return _load_any(path)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+
+
+def _load_any(path: Path) -> Imported:
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return load_jsonl(path)
     if path.suffix.lower() == ".csv":

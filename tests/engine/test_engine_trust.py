@@ -126,3 +126,26 @@ def test_hal_check_refuses_a_fifo_in_one_line(tmp_path):
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": root,
                                                       "HAL_STUDIO_DATA": str(tmp_path / "data")})
     assert proc.returncode == 2 and "FIFO" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("url", ["http://user:s3cretpw@127.0.0.1:9/v1", "http://127.0.0.1:9/v1?key=s3cretpw",
+                                 "https://:s3cretpw@example.org/v1", "http://127.0.0.1:9/v1#s3cretpw"])
+def test_credentials_in_the_api_base_are_refused_without_repeating_them(tmp_path, url):
+    import subprocess
+    import sys
+
+    from engine.discovery.api_client import ChatClient
+    from engine.errors import EngineError
+
+    with pytest.raises(EngineError) as info:
+        ChatClient(url, model="m")
+    assert "HAL_API_KEY" in info.value.message and "s3cretpw" not in info.value.message
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "a", "rated_speaker": "W", "transcript": "W: hey lol"}) + "\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "score", str(data), "--judge", "api", "--api-base",
+                           url, "--model", "m"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": root, "HAL_STUDIO_DATA": str(tmp_path / "data")})
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "HAL_API_KEY" in lines[0], proc.stderr[-1000:]
+    assert "s3cretpw" not in proc.stderr + proc.stdout

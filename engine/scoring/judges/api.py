@@ -153,6 +153,9 @@ class ApiJudge(Judge):
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise JudgeUnavailable("the api judge needs an http(s) base URL (--api-base or HAL_API_BASE)",
                                    detail="for example http://127.0.0.1:8000/v1")
+        from engine.api_url import check_api_base
+
+        base_url = check_api_base(base_url)  # no credentials in the URL: the key goes in HAL_API_KEY
         if response_format not in FORMATS:
             raise JudgeUnavailable(f"unknown response_format {response_format!r}",
                                    detail="one of " + ", ".join(FORMATS))

@@ -115,6 +115,9 @@ class _LlamaBackend:
     def render(self, messages: list[dict]) -> str:
         return self.model.render(messages)
 
+    def specials(self) -> list[str]:
+        return self.model.special_texts()
+
     def count(self, text: str) -> int:
         return len(self._plain_tokens(text))
 
@@ -148,6 +151,9 @@ class _HFBackend:
         from engine.models.template_limits import chat_prompt
 
         return chat_prompt(tok, messages)
+
+    def specials(self) -> list[str]:
+        return self.model.special_texts()
 
     def count(self, text: str) -> int:
         return len(self.model._tokenize(text))
@@ -219,13 +225,23 @@ class LLMJudge(Judge):
         return {**super().describe(), "model": str(self.backend.path), "backend": self.backend.kind}
 
     # ----------------------------------------------------------- prompting
+    def _specials(self) -> list[str]:
+        """Control-token texts of the judge's model (longer than one character)."""
+        if getattr(self, "_special_cache", None) is None:
+            self._special_cache = [s for s in self.backend.specials() if len(s) > 1]
+        return self._special_cache
+
     def _transcript(self, dialogue: Dialogue, budget: int) -> str:
         """Lines as 'Speaker:' / 'Partner:', oldest dropped first to fit ``budget`` tokens."""
         lines = []
+        specials = self._specials()
         for t in dialogue.turns:
             text = " ".join(t.text.split())
             if not text:
                 continue
+            for s in specials:  # the rated text is never the prompt's markup: break control-token text
+                if s in text:
+                    text = text.replace(s, s[0] + "\u200b" + s[1:])
             if len(text) > MAX_LINE_CHARS:
                 text = text[:MAX_LINE_CHARS] + " ..."
             lines.append(f"{RATED if t.speaker == dialogue.rated_speaker else PARTNER}: {text}")

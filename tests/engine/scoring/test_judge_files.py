@@ -172,3 +172,15 @@ def test_distill_cli_refuses_a_path_as_save_as(tmp_path, capsys):
     assert main(["distill", str(data), "--save-as", "../../outside", "--json"]) == 2
     assert "distilled judge id" in capsys.readouterr().err
     assert not (dj.models_dir().parent.parent / "outside").exists()
+
+
+def test_distill_out_writes_a_shippable_folder(tmp_path, capsys, monkeypatch):
+    from engine.scoring.cli import main
+
+    rows = [turing_row(100 + g, "A" if g % 2 else "B", SLANGY, FORMAL) for g in range(24)]
+    data = write_csv(tmp_path / "games.csv", rows)
+    shipped = tmp_path / "resources" / "judges"
+    assert main(["distill", str(data), "--save-as", "ship-1", "--out", str(shipped), "--folds", "2", "--json"]) == 0
+    assert (shipped / "ship-1" / "judge.json").is_file() and not (dj.models_dir() / "ship-1").exists()
+    monkeypatch.setattr(dj, "shipped_dir", lambda: shipped)
+    assert dj.load_model("ship-1").id == "ship-1"
