@@ -88,6 +88,9 @@ def run(settings: dict[str, dict], openers: list[dict], seeds: list[int], max_to
     from engine.models.spec import ModelSpec
     from engine.scoring.loops import loop_reason, loop_rule, words
 
+    # Every setting is spelled out in full on top of the baseline, so a name means
+    # the same whatever today's chat defaults are.
+    settings = {name: {**BASELINE, **values} for name, values in settings.items()}
     for name, values in settings.items():  # refuse a bad setting before any reply is sampled
         Sampling.from_dict({**values, "max_tokens": max_tokens})
     pool = ModelPool()
@@ -123,7 +126,7 @@ def run(settings: dict[str, dict], openers: list[dict], seeds: list[int], max_to
             k = sum(i["looping"] for i in items)
             speeds = [i["tok_s"] for i in items if i["tok_s"]]
             rows.append({
-                "setting": name, "sampling": {**BASELINE, **settings[name]}, "replies": n,
+                "setting": name, "sampling": settings[name], "replies": n,
                 "looping": k, "looping_share": round(k / n, 4), "looping_ci95": _wilson(k, n),
                 "by_rule": dict(Counter(loop_rule(i["loop_reason"]) for i in items if i["looping"])),
                 "hit_max_tokens": round(sum(i["finish_reason"] == "length" for i in items) / n, 4),
