@@ -38,5 +38,9 @@ def test_small_run_reports_baseline_defaults_and_a_setting(tmp_path):
         assert row["replies"] == 2 and 0 <= row["looping_share"] <= 1 and len(row["looping_ci95"]) == 2
     replies = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(replies) == 6 and all("loop_reason" in r and r["prompt"] for r in replies)
+    again = hal("--from-replies", str(out), "--json")  # the same table from the saved replies
+    assert again.returncode == 0, again.stderr
+    assert ([(r["setting"], r["looping"], r["sampling"]) for r in json.loads(again.stdout)["rows"]]
+            == [(r["setting"], r["looping"], r["sampling"]) for r in report["rows"]])
     table = hal("--limit", "1", "--max-tokens", "4", "--defaults-only", "--quiet")
     assert table.returncode == 0 and "| baseline |" in table.stdout and "| defaults |" in table.stdout
