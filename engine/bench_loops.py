@@ -86,8 +86,11 @@ def run(settings: dict[str, dict], openers: list[dict], seeds: list[int], max_to
     from engine.models.base import Sampling, build_messages
     from engine.models.pool import ModelPool
     from engine.models.spec import ModelSpec
-    from engine.scoring.loops import loop_reason, loop_rule, words
+    from engine.scoring.loops import loop_reason, words
 
+    # Every setting is spelled out in full on top of the baseline, so a name means
+    # the same whatever today's chat defaults are.
+    settings = {name: {**BASELINE, **values} for name, values in settings.items()}
     for name, values in settings.items():  # refuse a bad setting before any reply is sampled
         Sampling.from_dict({**values, "max_tokens": max_tokens})
     pool = ModelPool()
@@ -108,7 +111,8 @@ def run(settings: dict[str, dict], openers: list[dict], seeds: list[int], max_to
                     sampling = Sampling.from_dict({**values, "max_tokens": max_tokens, "seed": seed})
                     result = model.generate(messages, sampling, None, lambda t: None, lambda: False)
                     reason = loop_reason(result.text)
-                    item = {"setting": name, "id": opener.get("id"), "seed": seed, "text": result.text,
+                    item = {"setting": name, "sampling": values, "id": opener.get("id"), "seed": seed,
+                            "text": result.text,
                             "finish_reason": result.finish_reason, "tokens": result.completion_tokens,
                             "words": len(words(result.text)), "tok_s": result.tok_s,
                             "looping": reason is not None, "loop_reason": reason}
@@ -118,18 +122,7 @@ def run(settings: dict[str, dict], openers: list[dict], seeds: list[int], max_to
                     done += 1
                     if progress:
                         progress(done, total)
-        for name, items in results.items():
-            n = len(items)
-            k = sum(i["looping"] for i in items)
-            speeds = [i["tok_s"] for i in items if i["tok_s"]]
-            rows.append({
-                "setting": name, "sampling": {**BASELINE, **settings[name]}, "replies": n,
-                "looping": k, "looping_share": round(k / n, 4), "looping_ci95": _wilson(k, n),
-                "by_rule": dict(Counter(loop_rule(i["loop_reason"]) for i in items if i["looping"])),
-                "hit_max_tokens": round(sum(i["finish_reason"] == "length" for i in items) / n, 4),
-                "mean_words": round(sum(i["words"] for i in items) / n, 1),
-                "empty": sum(not i["text"].strip() for i in items),
-                "median_tok_s": round(sorted(speeds)[len(speeds) // 2], 1) if speeds else None})
+        rows = summarise(results, settings)
     finally:
         if out:
             out.close()
@@ -141,6 +134,48 @@ def run(settings: dict[str, dict], openers: list[dict], seeds: list[int], max_to
             "load_avg_1min": [round(x, 2) for x in load], "baseline": "baseline",
             "note": "baseline = the sampling defaults before this benchmark (T 0.7, top-p 0.9, no top-k, "
                     "min-p or repetition penalty), measured in the same run"}
+
+
+def summarise(results: dict[str, list[dict]], settings: dict[str, dict]) -> list[dict]:
+    """One row per setting from its replies (dicts as ``--out`` writes them)."""
+    from engine.scoring.loops import loop_rule
+
+    rows = []
+    for name, items in results.items():
+        n = len(items)
+        k = sum(i["looping"] for i in items)
+        speeds = sorted(i["tok_s"] for i in items if i.get("tok_s"))
+        rows.append({
+            "setting": name, "sampling": settings[name], "replies": n,
+            "looping": k, "looping_share": round(k / n, 4), "looping_ci95": _wilson(k, n),
+            "by_rule": dict(Counter(loop_rule(i["loop_reason"]) for i in items if i["looping"])),
+            "hit_max_tokens": round(sum(i["finish_reason"] == "length" for i in items) / n, 4),
+            "mean_words": round(sum(i["words"] for i in items) / n, 1),
+            "empty": sum(not i["text"].strip() for i in items),
+            "median_tok_s": round(speeds[len(speeds) // 2], 1) if speeds else None})
+    return rows
+
+
+def from_replies(path: Path, max_tokens: int) -> dict:
+    """A report re-made from a replies file written by ``--out`` (loop flags recomputed
+    with today's rule); settings not spelled out in the file are taken as named."""
+    from engine.scoring.loops import loop_reason, words
+
+    results: dict[str, list[dict]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            item = json.loads(line)
+            reason = loop_reason(item["text"])
+            item.update(looping=reason is not None, loop_reason=reason, words=len(words(item["text"])))
+            results.setdefault(item["setting"], []).append(item)
+    named = {"baseline": BASELINE, **{k: {**BASELINE, **v} for k, v in CANDIDATES.items()}}
+    settings = {name: next((i["sampling"] for i in items if i.get("sampling")), named.get(name, {}))
+                for name, items in results.items()}
+    openers = {i["id"] for items in results.values() for i in items}
+    seeds = sorted({i["seed"] for items in results.values() for i in items})
+    return {"model": "(from file)", "openers": len(openers), "seeds": seeds, "max_tokens": max_tokens,
+            "rows": summarise(results, settings), "wall_s": 0.0, "load_avg_1min": [],
+            "baseline": "baseline", "source": str(path)}
 
 
 def table(report: dict) -> str:
@@ -180,8 +215,11 @@ def _cmd(args: argparse.Namespace) -> int:
         if not args.quiet and (done % 25 == 0 or done == total):
             print(f"[{done}/{total} replies]", file=sys.stderr, flush=True)
 
-    report = run(settings, openers, seeds, args.max_tokens, args.model,
-                 Path(args.out) if args.out else None, progress)
+    if args.from_replies:
+        report = from_replies(Path(args.from_replies), args.max_tokens)
+    else:
+        report = run(settings, openers, seeds, args.max_tokens, args.model,
+                     Path(args.out) if args.out else None, progress)
     print(json.dumps(report) if args.json else table(report))
     return 0
 
@@ -200,6 +238,8 @@ def register(bench_sub) -> None:
                    help="a setting to measure instead of the built-in candidates (repeatable)")
     p.add_argument("--defaults-only", action="store_true", help="only the baseline and today's defaults")
     p.add_argument("--out", default=None, help="write every reply (with its loop reason) to this JSONL")
+    p.add_argument("--from-replies", default=None, metavar="FILE",
+                   help="tabulate a replies file written by --out instead of sampling")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)

@@ -252,6 +252,11 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            try:
+                self.flag_loops()
+            except sqlite3.DatabaseError as exc:  # read-only or full: readers compute missing flags anyway
+                if _is_damage(exc):
+                    raise
             self._files = {"db": _identity(self.path), "wal": _identity(self._wal_path)}
         except sqlite3.DatabaseError as exc:
             if _is_damage(exc):
@@ -317,6 +322,22 @@ class Store:
                     MIGRATIONS[version](self.db)
                     self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                                     [str(version)])
+
+    def flag_loops(self) -> int:
+        """Give a loop flag to reply rows written without one (raw inserts such as
+        imports); returns how many. Readers also compute a missing flag (_decode)."""
+        from engine.scoring.loops import loop_reason
+
+        with self._lock:
+            rows = self.db.execute("SELECT id, text FROM replies WHERE looping IS NULL").fetchall()
+            if not rows:
+                return 0
+            with self.db.conn:
+                for reply_id, text in rows:
+                    reason = loop_reason(text or "")
+                    self.db.execute("UPDATE replies SET looping=?, loop_reason=? WHERE id=? AND looping IS NULL",
+                                    [int(reason is not None), reason, reply_id])
+            return len(rows)
 
     @property
     def schema_version(self) -> int:
@@ -593,6 +614,11 @@ class Store:
         for key in ("model_a", "model_b", "sampling", "model_spec"):
             if isinstance(row.get(key), str) and row[key]:
                 row[key] = json.loads(row[key])
+        if "looping" in row and row["looping"] is None and "text" in row:  # written without a flag
+            from engine.scoring.loops import loop_reason
+
+            reason = loop_reason(row["text"] or "")
+            row["looping"], row["loop_reason"] = int(reason is not None), reason
         return row
 
     def integrity_ok(self) -> bool:

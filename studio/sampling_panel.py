@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QLabel, Q
 
 # The engine's chat defaults (engine/models/base.py CHAT_DEFAULTS, chosen by
 # `hal bench loops`; a test keeps the two equal).
-DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
+DEFAULTS = {"temperature": 0.7, "top_p": 1.0, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.15,
             "max_tokens": 256, "seed": 0, "stop": [], "system_prompt": "", "random_seed": True}
 MAX_SEED = 2**31 - 1
 

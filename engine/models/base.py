@@ -10,10 +10,12 @@ from typing import Callable, Protocol
 from engine.errors import BadRequest
 
 
-# Chat defaults: chosen by `hal bench loops` so that the bundled model's first
-# chat rarely loops (measured table: README, "Chat defaults"). The studio's
-# sampling panel mirrors them (studio/sampling_panel.py DEFAULTS).
-CHAT_DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
+# Chat defaults: what a ``generate`` command (and ``hal chat``) gets for every
+# setting its sampling leaves out. Chosen by `hal bench loops` so that the
+# bundled model's first chat rarely loops (measured table: README, "Chat
+# defaults"). The studio's sampling panel mirrors them (studio/sampling_panel.py
+# DEFAULTS; a test keeps the two equal).
+CHAT_DEFAULTS = {"temperature": 0.7, "top_p": 1.0, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.15,
                  "repeat_last_n": 64, "max_tokens": 256}
 MAX_STOPS, MAX_STOP_CHARS = 16, 200
 
@@ -35,17 +37,21 @@ class Sampling:
     times as likely as the most likely one), then a seeded draw. Temperature
     0 is greedy. ``stop``: the reply ends before the first of these strings
     that appears, which is not part of the reply (finish_reason "stop").
+
+    ``Sampling(...)`` in code turns on only what it names (the samplers that
+    rounds, judges and contrast sets use keep their settings); ``from_dict``
+    (a chat message, ``hal chat``) starts from CHAT_DEFAULTS.
     """
 
-    temperature: float = CHAT_DEFAULTS["temperature"]
-    top_p: float = CHAT_DEFAULTS["top_p"]
-    max_tokens: int = CHAT_DEFAULTS["max_tokens"]
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 256
     seed: int = 0
     system_prompt: str = ""
-    top_k: int = CHAT_DEFAULTS["top_k"]
-    min_p: float = CHAT_DEFAULTS["min_p"]
-    repeat_penalty: float = CHAT_DEFAULTS["repeat_penalty"]
-    repeat_last_n: int = CHAT_DEFAULTS["repeat_last_n"]
+    top_k: int = 0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
     stop: list[str] = field(default_factory=list)
 
     @classmethod
@@ -54,7 +60,7 @@ class Sampling:
             raise BadRequest("sampling must be an object {temperature, top_p, top_k, min_p, repeat_penalty, "
                              "max_tokens, seed, stop, system_prompt}")
         data = dict(data or {})
-        out = cls()
+        out = cls(**CHAT_DEFAULTS)
         for name, kind, lo, hi in _NUMBERS:
             if name in data and data[name] is not None:
                 value = data[name]

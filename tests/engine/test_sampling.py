@@ -206,3 +206,52 @@ def test_hal_chat_flags_and_json(tmp_path):
                          capture_output=True, text=True, timeout=300)
     lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
     assert bad.returncode == 2 and len(lines) == 1 and "min_p" in lines[0]
+
+
+# ------------------------------------------------------------------ the engine
+@pytest.mark.parametrize("sampling,needle", [
+    ({"top_k": -5}, "top_k"), ({"min_p": "lots"}, "min_p"), ({"repeat_penalty": 10}, "repeat_penalty"),
+    ({"stop": "User:"}, "stop"), ({"stop": [None]}, "stop"),
+])
+def test_engine_refuses_bad_sampling_as_bad_request(sampling, needle):
+    import engine.commands  # noqa: F401  (registers generate)
+    from tests.engine.test_server import make, send
+
+    eng, sink = make()
+    try:
+        mid = send(eng, "generate", {"model": {"source": "bundled"},
+                                     "messages": [{"role": "user", "content": "hi"}], "sampling": sampling})
+        err = sink.wait_for(lambda m: m.parent == mid)
+        assert err.type == "error" and err.content["kind"] == "bad_request" and needle in err.content["message"]
+    finally:
+        eng.close()
+
+
+def test_engine_result_carries_sampling_and_loop_flag(tmp_path):
+    pytest.importorskip("llama_cpp")
+    import engine.commands  # noqa: F401
+    from engine.protocol import Message
+    from engine.server import Engine
+    from engine.store import Store
+    from tests.engine.test_server import Sink
+
+    sink = Sink()
+    eng = Engine(sink, store_path=str(tmp_path / "s.db"))
+    try:
+        store = eng.store
+        conv = store.create_conversation({"source": "bundled"}, {"source": "bundled"}, {}, False, "t")
+        turn = store.add_turn(conv, "hi", False, "left")
+        msg = Message(type="generate", content={
+            "model": {"source": "bundled"}, "messages": [{"role": "user", "content": "Say hi."}],
+            "sampling": {"max_tokens": 8, "top_k": 20, "min_p": 0.02, "repeat_penalty": 1.1, "stop": ["zz"]},
+            "persist": {"turn_id": turn, "slot": "a", "side": "left"}})
+        eng.handle_line(msg.encode())
+        res = sink.wait_for(lambda m: m.parent == msg.id and m.type in ("result", "error"), timeout=120)
+        assert res.type == "result", res.content
+        assert res.content["sampling"]["top_k"] == 20 and res.content["sampling"]["stop"] == ["zz"]
+        assert res.content["looping"] in (True, False)
+        row = Store(tmp_path / "s.db").reply(res.content["reply_id"])
+        assert row["sampling"] == res.content["sampling"]
+        assert bool(row["looping"]) == res.content["looping"] and row["loop_reason"] == res.content["loop_reason"]
+    finally:
+        eng.close()

@@ -37,6 +37,19 @@ def test_every_stored_reply_carries_a_loop_flag(tmp_path):
     assert row["sampling"]["top_k"] == 40 and row["sampling"]["stop"] == ["User:"]
 
 
+def test_replies_inserted_without_a_flag_get_one(tmp_path):
+    store = Store(tmp_path / "s.db")
+    _, turn, a, _ = turn_with_replies(store)
+    store.db.execute("INSERT INTO replies (id, turn_id, slot, side, status, text, superseded) "
+                     "VALUES ('raw', ?, 'a', 'left', 'done', 'lol lol lol lol lol lol', 1)", [turn])
+    assert store.reply("raw")["looping"] == 1  # a reader computes it
+    assert store.db.execute("SELECT looping FROM replies WHERE id='raw'").fetchone()[0] is None
+    assert store.flag_loops() == 1  # and the next open (or this call) stores it
+    assert store.db.execute("SELECT looping, loop_reason FROM replies WHERE id='raw'").fetchone()[1].startswith(
+        "word_run")
+    assert store.flag_loops() == 0 and store.reply(a)["looping"] == 0
+
+
 def test_wal_and_schema_version(tmp_path):
     store = Store(tmp_path / "s.db")
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
