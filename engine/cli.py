@@ -32,7 +32,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     spec = ModelSpec(source=args.model, adapter=args.adapter, backend=args.backend)
     sampling = Sampling.from_dict({"temperature": args.temperature, "top_p": args.top_p,
                                    "top_k": args.top_k, "min_p": args.min_p,
-                                   "repeat_penalty": args.repeat_penalty, "stop": args.stop,
+                                   "repeat_penalty": args.repeat_penalty,
+                                   "stop": [s.replace("\\n", "\n") for s in args.stop] if args.stop else None,
                                    "max_tokens": args.max_tokens, "seed": args.seed,
                                    "system_prompt": args.system})
     pool = ModelPool()
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat-penalty", type=float, default=D["repeat_penalty"],
                    help=f"penalise tokens among the reply's last {D['repeat_last_n']}; 1 = off")
     p.add_argument("--stop", action="append", default=None, metavar="TEXT",
-                   help="end the reply before this text (repeatable; the text is not printed)")
+                   help="end the reply before this text (repeatable; \\n is a line break; "
+                   "the stop text itself is not printed)")
     p.add_argument("--max-tokens", type=int, default=D["max_tokens"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true",

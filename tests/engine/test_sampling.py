@@ -195,7 +195,7 @@ def test_transformers_stop_strings_and_new_samplers(tmp_path):
 def test_hal_chat_flags_and_json(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "engine.cli", "chat", "Name three fruits.", "--json",
                            "--max-tokens", "12", "--top-k", "30", "--min-p", "0.1", "--repeat-penalty", "1.15",
-                           "--stop", "zzz", "--stop", "\n\n\n"],
+                           "--stop", "zzz", "--stop", "\\n\\n\\n"],  # typed as \n: a line break
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
