@@ -45,6 +45,7 @@ class Vote:
     prompt_set: str = ""
     note: str = ""
     leak: str = ""  # what gave a model away, "" when nothing did
+    rater: str = ""  # who rated: "" the researcher ("me"), "llm:<model>", or a colleague's name
 
     @property
     def left_score(self) -> float | None:
@@ -74,6 +75,7 @@ class Filters:
     blind: bool | None = None      # True: blind without leaks; False: everything else
     prompt_set: str | None = None
     pair: tuple[str, str] | None = None  # exactly this pairing, either side
+    rater: str | None = None  # only this rater's votes ("me": the researcher's own)
 
     def keep(self, v: Vote) -> bool:
         if self.since and v.created_at[:len(self.since)] < self.since:
@@ -89,6 +91,8 @@ class Filters:
         if self.prompt_set is not None and v.prompt_set != self.prompt_set:
             return False
         if self.pair and {v.left_model, v.right_model} != set(self.pair):
+            return False
+        if self.rater is not None and v.rater != rater_key(self.rater):
             return False
         return True
 
@@ -121,6 +125,26 @@ class LeakConfig:
         return ""
 
 
+ME = "me"  # how the researcher's own ratings (rater '' or NULL in the store) are named
+
+
+def rater_key(name: str | None) -> str:
+    """The stored rater for a name given by a person: "me" (or empty) is the researcher."""
+    name = (name or "").strip()
+    return "" if name.lower() == ME else name
+
+
+def rater_label(stored: str | None) -> str:
+    """A stored rater as shown: the researcher's own ratings are "me"."""
+    return stored or ME
+
+
+def raters(store) -> list[str]:
+    """Every rater with at least one rating, as shown ("me" first)."""
+    found = {rater_label(r[0]) for r in store.db.execute(_RATER_SQL).fetchall()}
+    return sorted(found, key=lambda r: (r != ME, r))
+
+
 def identity(model_name: str | None, adapter: str | None, model_spec: str | dict | None = None) -> str:
     """A model as the researcher knows it: its name, plus the adapter's name if any."""
     name = (model_name or "").strip()
@@ -148,13 +172,17 @@ SELECT r.id, r.turn_id, r.verdict, r.note, r.blind, r.created_at,
        lr.id AS l_id, lr.model_name AS l_name, lr.adapter AS l_adapter, lr.model_spec AS l_spec,
        lr.text AS l_text,
        rr.id AS r_id, rr.model_name AS r_name, rr.adapter AS r_adapter, rr.model_spec AS r_spec,
-       rr.text AS r_text
+       rr.text AS r_text,
+       COALESCE(NULLIF(r.rater, ''),
+                (SELECT ro.rater FROM rating_origins ro WHERE ro.rating_id = r.id), '') AS rater
 FROM ratings r
 LEFT JOIN turns t ON t.id = r.turn_id
 LEFT JOIN replies lr ON lr.id = r.left_reply_id
 LEFT JOIN replies rr ON rr.id = r.right_reply_id
 ORDER BY r.created_at, r.rowid
 """
+_RATER_SQL = """SELECT DISTINCT COALESCE(NULLIF(r.rater, ''),
+                (SELECT ro.rater FROM rating_origins ro WHERE ro.rating_id = r.id), '') FROM ratings r"""
 
 
 def load_votes(store, filters: Filters | None = None, leaks: LeakConfig | None = None) -> Loaded:
@@ -164,7 +192,7 @@ def load_votes(store, filters: Filters | None = None, leaks: LeakConfig | None =
     votes, problems = [], []
     for row in store.db.execute(_SQL).fetchall():
         (rid, turn_id, verdict, note, blind, created, lid, rid2, prompt, pset, turn_found,
-         l_id, l_name, l_adapter, l_spec, l_text, r_id, r_name, r_adapter, r_spec, r_text) = row
+         l_id, l_name, l_adapter, l_spec, l_text, r_id, r_name, r_adapter, r_spec, r_text, rater) = row
         if not l_id or not r_id:
             problems.append({"rating_id": rid, "reason": "refers to a reply that is not in the store"})
             continue
@@ -183,7 +211,7 @@ def load_votes(store, filters: Filters | None = None, leaks: LeakConfig | None =
                     blind=bool(blind), created_at=created or "", turn_id=turn_id or "",
                     left_reply_id=lid, right_reply_id=rid2, left_text=l_text or "",
                     right_text=r_text or "", prompt=prompt or "", prompt_set=pset or "",
-                    note=note or "", leak=leak)
+                    note=note or "", leak=leak, rater=rater or "")
         if filters.keep(vote):
             votes.append(vote)
     return Loaded(votes, problems)
