@@ -88,19 +88,51 @@ def _settings(config) -> dict:
             "max_tokens": config.blind_max_tokens, "seed": 1234 + config.seed}
 
 
+def gguf_name(path) -> str | None:
+    """``general.name`` from a GGUF file's header, reading only the key-value pairs before it."""
+    import struct
+
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    try:
+        with open(path, "rb") as fh:
+            def u(fmt):
+                return struct.unpack("<" + fmt, fh.read(struct.calcsize(fmt)))[0]
+
+            def string():
+                return fh.read(u("Q")).decode("utf-8", "replace")
+
+            def skip(kind):
+                if kind == 8:
+                    fh.seek(u("Q"), 1)
+                elif kind == 9:
+                    inner, n = u("I"), u("Q")
+                    if inner in sizes:
+                        fh.seek(sizes[inner] * n, 1)
+                    else:
+                        for _ in range(n):
+                            skip(inner)
+                else:
+                    fh.seek(sizes[kind], 1)
+
+            if fh.read(4) != b"GGUF" or u("I") < 2:
+                return None
+            u("Q")  # tensors
+            for _ in range(min(u("Q"), 4096)):
+                key, kind = string(), u("I")
+                if key == "general.name" and kind == 8:
+                    return string()[:200]
+                skip(kind)
+    except (OSError, struct.error, KeyError):
+        return None
+    return None
+
+
 def _model_name(base, sampler) -> str:
+    """The base's name as the chat panes record it (llama.cpp: the GGUF's general.name)."""
     if getattr(sampler, "name", "") == "llamacpp":
         return sampler.model.info()["name"]
     if base.kind == "gguf":
-        try:
-            import gguf
-
-            field = gguf.GGUFReader(str(base.path)).fields.get("general.name")
-            if field is not None:
-                return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
-        except Exception:  # a name is a label only; the path is recorded too
-            pass
-        return base.path.stem
+        return gguf_name(base.path) or base.path.stem
     return base.path.name
 
 

@@ -47,6 +47,13 @@ def test_an_old_store_opens_in_the_current_schema_with_its_rows(tmp_path, versio
     if version >= 3:
         assert turn["prompt_set"] == "casual"
         assert store.db["repeat_ratings"].get("p1")["verdict"] == "likely_right"
+    # schema 4: ratings carry their rater (NULL: the researcher); an LLM's rating of the
+    # same turn sits beside the researcher's and is not "the turn's rating"
+    assert store.db["ratings"].get("g1")["rater"] is None
+    if version >= 4:
+        assert store.db["ratings"].get("g2")["rater"] == "llm:qwen"
+        assert store.rating_for_turn("t1", "llm:qwen")["id"] == "g2"
+        assert store.db["blind_pairs"].get("p0a1b2c3d4e")["adapter_side"] == "B"
     # and the upgraded store takes new ratings
     store.rate("t1", "r1", "r2", "tie", blind=True, a_side="right")
     assert store.rating_for_turn("t1")["verdict"] == "tie"

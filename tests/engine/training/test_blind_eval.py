@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from engine.training import blind, sheet
+from scoring.conftest_server import llama_server  # noqa: F401  (fixture; tests/engine is on sys.path)
 
 BASE_TEXT = "Hello! How can I assist you today?"
 ADAPTER_TEXT = "lol nothing much, u?"
@@ -386,3 +387,54 @@ def test_researchers_own_sheet_is_stored_as_me(tmp_path, adapter_dir, fake_sampl
     assert hal("eval", "sheet", "import", filled, "--rater", "me", "--db", store.path) == 0
     assert [r["rater"] for r in store.db.query("SELECT rater FROM ratings")] == [None, None]
     assert "win rate 50.0%" in capsys.readouterr().out
+
+
+# ------------------------------------------- real llama.cpp, GGUF LoRA, real rater
+def bundled_lora(folder):
+    """A rank-2 PEFT LoRA for the bundled SmolLM2-135M (q and v projections, random A
+    and B so it moves the model), written by hand, and its GGUF LoRA twin."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from engine.models.gguf_lora import convert_peft_to_gguf
+    from engine.models.spec import bundled_gguf_path
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    tensors = {}
+    for i in range(30):
+        for proj, out_dim in (("q_proj", 576), ("v_proj", 192)):
+            name = f"base_model.model.model.layers.{i}.self_attn.{proj}"
+            tensors[f"{name}.lora_A.weight"] = rng.normal(0, 0.3, (2, 576)).astype(np.float32)
+            tensors[f"{name}.lora_B.weight"] = rng.normal(0, 0.3, (out_dim, 2)).astype(np.float32)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj", "v_proj"],
+        "task_type": "CAUSAL_LM", "base_model_name_or_path": "bundled"}))
+    convert_peft_to_gguf(folder, bundled_gguf_path(), folder / "adapter.gguf")
+    return folder
+
+
+@pytest.mark.slow
+def test_real_pairs_on_llamacpp_with_the_gguf_lora_rated_by_a_real_server(tmp_path, store, llama_server, capsys):
+    from engine.models.spec import bundled_gguf_path
+
+    folder = bundled_lora(tmp_path / "adapters" / "0123456789abcdef")
+    prompts = write_prompts(tmp_path / "p.jsonl", ["hey whats up", "any plans tonight?", "ugh mondays"])
+    config = cfg(tmp_path, blind_max_tokens=12, sample_threads=1, rater_concurrency=1, rater_retries=1)
+    rc = hal("eval", "--adapter", folder / "adapter.gguf", "--rater", "api", "--api-base", llama_server,
+             "--prompts", prompts, "--config", config, "--db", store.path, "--json")
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["n_pairs"] == 3 and out["rater"].startswith("llm:")
+    assert out["consistent"] + out["inconsistent"] + out["failed"] == 3 and out["failed"] == 0
+    assert out["response_format"] == "json_object+schema"  # the server refused json_schema
+    replies = list(store.db.query("SELECT turn_id, backend, model_name, adapter, seed, text FROM replies"))
+    assert len(replies) == 6 and {r["backend"] for r in replies} == {"llamacpp"}
+    assert {r["model_name"] for r in replies} == {blind.gguf_name(bundled_gguf_path())}
+    assert {r["adapter"] for r in replies} == {"", str(folder)}
+    by_turn = {}
+    for r in replies:
+        by_turn.setdefault(r["turn_id"], []).append(r)
+    assert all(len({r["seed"] for r in two}) == 1 for two in by_turn.values())  # same seed for both
+    assert any(len({r["text"] for r in two}) == 2 for two in by_turn.values())  # the LoRA moved the model
+    assert out["adapter_model"].endswith("+ 0123456789abcdef")
