@@ -8,7 +8,7 @@ import math
 import random
 
 from engine.results.checks import load_scores
-from engine.results.data import Filters, LeakConfig, load_votes
+from engine.results.data import Filters, LeakConfig, load_votes, rater_label
 from engine.store import VERDICTS, new_id, now
 
 
@@ -30,7 +30,7 @@ def list_rated(store, filters: Filters | None = None, leak_config: LeakConfig | 
                     "scores": {j: s[reply_id]["score"] for j, s in scores.items() if reply_id in s}}
         rows.append({"rating_id": v.rating_id, "turn_id": v.turn_id, "created_at": v.created_at,
                      "verdict": v.verdict, "note": v.note, "blind": v.blind, "leak": v.leak,
-                     "prompt": v.prompt, "prompt_set": v.prompt_set,
+                     "prompt": v.prompt, "prompt_set": v.prompt_set, "rater": rater_label(v.rater),
                      "left": side(v.left_reply_id, v.left_model, v.left_text),
                      "right": side(v.right_reply_id, v.right_model, v.right_text),
                      "repeats": repeats.get(v.rating_id, [])})

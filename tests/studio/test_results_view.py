@@ -159,7 +159,7 @@ def test_rater_filter_shows_llm_votes_beside_mine(qtbot, filled):
     assert labels == ["All raters", "me", "llm:qwen"]
     v.rater.setCurrentIndex(2)
     assert v.results["n_ratings"] == 6 and v.results["filters"]["rater"] == "llm:qwen"
-    assert v.browser.table.rowCount() == 6
+    assert v.browser.table.rowCount() == 6 and v.browser.table.item(0, 8).text() == "llm:qwen"
     v.rater.setCurrentIndex(1)
     assert v.results["n_ratings"] == everything - 6
     assert v.rater.currentText() == "me"  # the choice survives the refresh
