@@ -438,3 +438,103 @@ def test_real_pairs_on_llamacpp_with_the_gguf_lora_rated_by_a_real_server(tmp_pa
     assert all(len({r["seed"] for r in two}) == 1 for two in by_turn.values())  # same seed for both
     assert any(len({r["text"] for r in two}) == 2 for two in by_turn.values())  # the LoRA moved the model
     assert out["adapter_model"].endswith("+ 0123456789abcdef")
+
+
+class _SheetPage:
+    """What a browser would see of the sheet: per pair its id, prompt and the two texts."""
+
+    def __init__(self, page: str):
+        from html.parser import HTMLParser
+
+        self.pairs, self.script = [], ""
+        outer = self
+
+        class P(HTMLParser):
+            grab = None
+
+            def handle_starttag(self, tag, attrs):
+                a = dict(attrs)
+                if tag == "section":
+                    outer.pairs.append({"pair": a["data-pair"], "prompt": "", "texts": []})
+                elif tag == "script":
+                    self.grab = "script"
+                elif tag == "div" and a.get("class") in ("prompt", "text"):
+                    self.grab = a["class"]
+                    if self.grab == "text":
+                        outer.pairs[-1]["texts"].append("")
+
+            def handle_endtag(self, tag):
+                if tag in ("div", "script"):
+                    self.grab = None
+
+            def handle_data(self, data):
+                if self.grab == "script":
+                    outer.script += data
+                elif self.grab == "prompt":
+                    outer.pairs[-1]["prompt"] += data
+                elif self.grab == "text":
+                    outer.pairs[-1]["texts"][-1] += data
+
+        P(convert_charrefs=True).feed(page)
+
+
+NODE_STUB = r"""
+const pairs = JSON.parse(require("fs").readFileSync(process.argv[2], "utf8"));
+let href = null;
+global.document = {
+  addEventListener() {}, getElementById() { return {}; }, body: { appendChild() {} },
+  createElement() { const a = { click() { href = a.href; }, remove() {} }; return a; },
+  querySelectorAll(sel) {
+    return sel !== ".pair" ? [] : pairs.map(p => ({
+      dataset: { pair: p.pair },
+      querySelectorAll: () => p.texts.map(t => ({ textContent: t })),
+      querySelector: s => s === ".prompt" ? { textContent: p.prompt } : (p.checked ? { value: p.checked } : null),
+    }));
+  },
+};
+eval(require("fs").readFileSync(process.argv[3], "utf8"));
+download();
+const prefix = "data:text/csv;charset=utf-8,";
+if (!href.startsWith(prefix)) throw new Error("not a data: URL");
+process.stdout.write(decodeURIComponent(href.slice(prefix.length)));
+"""
+
+
+def test_the_html_sheets_download_imports_back(tmp_path, adapter_dir, fake_sampler, store, capsys):
+    """The page's own script (run in node with a stub DOM) writes a CSV that import reads."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node is not installed")
+    prompts = write_prompts(tmp_path / "p.jsonl", ['=cmd|"quoted", comma', "line\nbreak", "three", "four"])
+    out = tmp_path / "sheet.html"
+    assert hal("eval", "sheet", "export", "--adapter", adapter_dir, "--prompts", prompts, "--out", out,
+               "--db", store.path) == 0
+    capsys.readouterr()
+    page = _SheetPage(out.read_text(encoding="utf-8"))
+    key = {p["id"]: p for p in blind.load_pairs(store)}
+    assert [p["pair"] for p in page.pairs] == sorted(key, key=lambda k: key[k]["idx"])
+    for p in page.pairs:  # the page shows each text exactly as stored
+        assert p["texts"] == [key[p["pair"]]["a_text"], key[p["pair"]]["b_text"]]
+        assert p["prompt"] == key[p["pair"]]["prompt"]
+    # the person prefers the adapter everywhere, certainly; one pair left open
+    for p in page.pairs[:3]:
+        p["checked"] = f"Certainly {key[p['pair']]['adapter_side']}"
+    (tmp_path / "pairs.json").write_text(json.dumps(page.pairs))
+    (tmp_path / "sheet.js").write_text(page.script)
+    (tmp_path / "stub.js").write_text(NODE_STUB)
+    proc = subprocess.run([node, str(tmp_path / "stub.js"), str(tmp_path / "pairs.json"), str(tmp_path / "sheet.js")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    filled = tmp_path / "blind-sheet-filled.csv"
+    filled.write_text(proc.stdout, encoding="utf-8", newline="")
+    with open(filled, newline="", encoding="utf-8") as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == list(sheet.COLUMNS) and len(table) == 5
+    prompts_back = {r[1] for r in table[1:]}  # quotes, commas and line breaks survive
+    assert 'opener 0 =cmd|"quoted", comma' in prompts_back and "opener 1 line\nbreak" in prompts_back
+    assert hal("eval", "sheet", "import", filled, "--rater", "Ola", "--db", store.path, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["imported"] == 3 and report["unrated"] == 1 and report["results"][0]["win_rate"] == 1.0
