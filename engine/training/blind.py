@@ -313,12 +313,15 @@ def rate_run(store, run_id: str, rater, state, concurrency: int = 2) -> dict:
         results = list(pool.map(one, jobs))
     answers: dict[str, dict[str, float]] = {}
     raw_by: dict[str, dict[str, str]] = {}
-    counts = {"consistent": 0, "inconsistent": 0, "failed": 0}
+    counts = {"consistent": 0, "inconsistent": 0, "failed": 0, "errors": []}
+    errors: dict[str, str] = {}
     for (p, shown), got, error in results:
         store._insert("rater_answers", {"id": new_id(), "pair_id": p["id"], "rater": rater.rater,
                                         "shown": "AB" if shown == "A" else "BA",
                                         "verdict": got[0] if got else None, "raw": got[1] if got else None,
                                         "error": (error or "")[:400] or None, "created_at": now()})
+        if error:
+            errors.setdefault(p["id"], error[:300])
         if got:
             answers.setdefault(p["id"], {})[shown] = adapter_score(got[0], shown, p["adapter_side"])
             raw_by.setdefault(p["id"], {})[shown] = got[0]
@@ -326,6 +329,7 @@ def rate_run(store, run_id: str, rater, state, concurrency: int = 2) -> dict:
         got = answers.get(p["id"], {})
         if len(got) < 2:
             counts["failed"] += 1
+            counts["errors"].append({"pair_id": p["id"], "reason": errors.get(p["id"], "no answer")})
             continue
         score = combine(got["A"], got["B"])
         if score is None:
@@ -409,7 +413,7 @@ def evaluate(config, state, store, rater) -> dict:
            "win_rate": wr["win_rate"], "ci": wr["ci"], "p_value": wr["p_value"], "n_counted": wr["n"],
            "adapter_preferred": wr["adapter_preferred"], "base_preferred": wr["base_preferred"],
            "ties": wr["ties"], "counts": wr["counts"], "consistent": counts["consistent"],
-           "inconsistent": counts["inconsistent"], "failed": counts["failed"],
+           "inconsistent": counts["inconsistent"], "failed": counts["failed"], "errors": counts["errors"][:50],
            "requests": rater.stats["requests"], "method": METHOD}
     loops = looping(store, run_id)
     if loops is not None:

@@ -126,11 +126,10 @@ def cmd_eval_blind(args: argparse.Namespace) -> int:
     finally:
         store.close()
         rater.close()
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    print(describe_blind(out))
-    return 0
+    print(json.dumps(out) if args.json else describe_blind(out))
+    for e in out["errors"][:20]:  # the rest of the pairs went on; exit 3 says some did not
+        print(f"hal: pair {e['pair_id']}: the rater failed: {e['reason']}", file=sys.stderr)
+    return 3 if out["failed"] else 0
 
 
 def describe_blind(out: dict) -> str:

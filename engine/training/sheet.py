@@ -183,8 +183,9 @@ def _read(path: Path) -> list[tuple[int, dict]]:
             continue
         if not any(c.strip() for c in row):
             continue
-        get = (lambda i: row[i].strip() if i < len(row) else "")
-        out.append((reader.line_num, {"pair_id": get(col_id).lstrip("'"), "verdict": get(col_v).lstrip("'")}))
+        pid = row[col_id].strip() if col_id < len(row) else ""
+        verdict = row[col_v].strip() if col_v < len(row) else ""
+        out.append((reader.line_num, {"pair_id": pid.lstrip("'"), "verdict": verdict.lstrip("'")}))
     return out
 
 

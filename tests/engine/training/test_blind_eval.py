@@ -174,8 +174,12 @@ def test_llm_rater_both_orders_consistency_and_results(tmp_path, adapter_dir, fa
     db = store.path
     rc = hal("eval", "--adapter", adapter_dir, "--rater", "api", "--api-base", rater_server.base,
              "--prompts", prompts, "--config", cfg(tmp_path, rater_retries=0), "--db", db, "--json")
-    out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and out["rater"] == "llm:fake-rater" and out["n_pairs"] == 7 and not out["reused_pairs"]
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    # the [fail] pair is reported (exit 3, its reason on stderr) while the rest went on
+    assert rc == 3 and out["rater"] == "llm:fake-rater" and out["n_pairs"] == 7 and not out["reused_pairs"]
+    assert len(out["errors"]) == 1 and "malformed answer" in out["errors"][0]["reason"]
+    assert f"pair {out['errors'][0]['pair_id']}: the rater failed: malformed answer" in captured.err
     # each pair asked twice, the second time with the sides swapped
     assert len(rater_server.asked) == 14
     # the adapter's reply is shown first exactly once per pair (6 pairs where it says "lol")
@@ -216,7 +220,7 @@ def test_llm_rater_both_orders_consistency_and_results(tmp_path, adapter_dir, fa
     rc = hal("eval", "--adapter", adapter_dir, "--rater", "api", "--api-base", rater_server.base,
              "--prompts", prompts, "--config", cfg(tmp_path, rater_retries=0), "--db", db)
     text = capsys.readouterr().out
-    assert rc == 0 and "pairs reused" in text and "inconsistent (the two orders disagreed): 2" in text
+    assert rc == 3 and "pairs reused" in text and "inconsistent (the two orders disagreed): 2" in text
     assert "looping replies: adapter 1/7" in text and "win rate 56.2%" in text
     assert len(fake_sampler.calls) == 2
     assert store.db.execute("SELECT COUNT(*) FROM ratings WHERE rater='llm:fake-rater'").fetchone()[0] == 4
