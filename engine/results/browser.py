@@ -65,12 +65,13 @@ def delete_rating(store, rating_id: str, reason: str = "") -> dict:
 
 
 def deleted_ratings(store) -> list[dict]:
-    """Deleted ratings still restorable (their turn has no newer rating)."""
+    """Deleted ratings still restorable (their turn has no newer rating by the same rater)."""
     out = []
     for row in store.db.query("SELECT * FROM rating_history WHERE action='deleted' ORDER BY at DESC"):
         snap = json.loads(row["snapshot"])
-        if not store.db.execute("SELECT 1 FROM ratings WHERE id=? OR turn_id=?",
-                                [snap["id"], snap["turn_id"]]).fetchone():
+        if not store.db.execute(  # the same rater may have rated the turn again since
+                "SELECT 1 FROM ratings WHERE id=? OR (turn_id=? AND COALESCE(rater, '')=?)",
+                [snap["id"], snap["turn_id"], snap.get("rater") or ""]).fetchone():
             out.append({"history_id": row["id"], "deleted_at": row["at"], **snap})
     return out
 

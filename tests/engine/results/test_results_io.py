@@ -309,3 +309,14 @@ def test_bundle_keeps_each_raters_rating_of_the_same_turn(store, tmp_path):
     again = import_file(other, out)
     assert again["imported"] == 0 and any("already has another rating" in s["reason"] for s in again["skipped"])
     other.close()
+
+
+def test_a_deleted_rating_is_restorable_beside_another_raters(store):
+    rid = add_rating(store, "A", "B", "likely_left")
+    r = store.db["ratings"].get(rid)
+    store.rate_as("llm:qwen", r["turn_id"], r["left_reply_id"], r["right_reply_id"], "tie")
+    browser.delete_rating(store, rid)
+    assert [d["id"] for d in browser.deleted_ratings(store)] == [rid]
+    browser.restore_rating(store, rid)
+    assert store.rating_for_turn(r["turn_id"])["id"] == rid
+    assert store.db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 2
