@@ -95,16 +95,19 @@ def restore_rating(store, rating_id: str) -> None:
 
 def pick_for_recheck(store, share: float = 0.1, seed: int | None = None) -> list[dict]:
     """Rated pairs to show again, blind with sides swapped, so that about ``share`` of all
-    ratings end up repeated. Each item's left/right are already swapped."""
-    total = store.db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0]
-    done = store.db.execute("SELECT COUNT(DISTINCT original_rating_id) FROM repeat_ratings "
-                            "WHERE original_rating_id IN (SELECT id FROM ratings)").fetchone()[0]
+    ratings end up repeated. Each item's left/right are already swapped. Only the researcher's
+    own ratings are re-shown (an LLM's or a colleague's are not theirs to repeat)."""
+    total = store.db.execute("SELECT COUNT(*) FROM ratings WHERE COALESCE(rater, '')=''").fetchone()[0]
+    done = store.db.execute("SELECT COUNT(DISTINCT original_rating_id) FROM repeat_ratings WHERE "
+                            "original_rating_id IN (SELECT id FROM ratings WHERE COALESCE(rater, '')='')"
+                            ).fetchone()[0]
     want = max(0, math.ceil(share * total) - done)
     sql = """SELECT r.id, r.turn_id, r.left_reply_id, r.right_reply_id, t.prompt,
              lr.text AS l_text, rr.text AS r_text FROM ratings r
              JOIN turns t ON t.id = r.turn_id JOIN replies lr ON lr.id = r.left_reply_id
              JOIN replies rr ON rr.id = r.right_reply_id
-             WHERE r.id NOT IN (SELECT original_rating_id FROM repeat_ratings) ORDER BY r.rowid"""
+             WHERE r.id NOT IN (SELECT original_rating_id FROM repeat_ratings) AND COALESCE(r.rater, '')=''
+             ORDER BY r.rowid"""
     candidates = list(store.db.query(sql))
     chosen = random.Random(seed).sample(candidates, min(want, len(candidates)))
     return [{"rating_id": c["id"], "turn_id": c["turn_id"], "prompt": c["prompt"],

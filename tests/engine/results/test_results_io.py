@@ -320,3 +320,12 @@ def test_a_deleted_rating_is_restorable_beside_another_raters(store):
     browser.restore_rating(store, rid)
     assert store.rating_for_turn(r["turn_id"])["id"] == rid
     assert store.db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 2
+
+
+def test_recheck_reshows_only_the_researchers_own_ratings(store):
+    ids = [add_rating(store, "A", "B", "likely_left", prompt=f"p{i}") for i in range(4)]
+    for rid in ids[:3]:  # an LLM rated three of the same turns, and a fourth pair of its own
+        r = store.db["ratings"].get(rid)
+        store.rate_as("llm:qwen", r["turn_id"], r["left_reply_id"], r["right_reply_id"], "tie")
+    items = browser.pick_for_recheck(store, share=1.0, seed=1)
+    assert sorted(i["rating_id"] for i in items) == sorted(ids)
