@@ -21,7 +21,7 @@ import sqlite_utils
 
 from engine import paths, pending
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 VERDICTS = ("certainly_left", "likely_left", "tie", "likely_right", "certainly_right", "both_bad")
 
 
@@ -205,12 +205,38 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
                    f"AND json_type(sampling, '$.{key}') IS NULL", [json.dumps(value)])
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """Blind evaluation: who gave a rating (``ratings.rater``: empty or NULL is the
+    researcher, ``llm:<model>`` an LLM rater, any other name a colleague's sheet),
+    the pairs of each blind eval run with the key to their sides, and every answer
+    an LLM rater gave (both orders), consistent or not."""
+    if "rater" not in db["ratings"].columns_dict:
+        db.execute("ALTER TABLE ratings ADD COLUMN rater TEXT")
+    db["blind_runs"].create({
+        "id": str, "conversation_id": str, "created_at": str, "adapter": str, "adapter_path": str,
+        "base": str, "prompt_set": str, "prompt_digest": str, "settings": str, "n_pairs": int,
+    }, pk="id", if_not_exists=True)
+    db["blind_pairs"].create({  # the key: which side (A or B) holds the adapter's reply
+        "id": str, "run_id": str, "idx": int, "turn_id": str, "prompt_id": str,
+        "a_reply_id": str, "b_reply_id": str, "adapter_side": str, "created_at": str,
+    }, pk="id", if_not_exists=True)
+    db["rater_answers"].create({
+        "id": str, "pair_id": str, "rater": str, "shown": str, "verdict": str, "raw": str,
+        "error": str, "created_at": str,
+    }, pk="id", if_not_exists=True)
+    db["blind_pairs"].create_index(["run_id", "idx"], if_not_exists=True)
+    db["rater_answers"].create_index(["pair_id"], if_not_exists=True)
+
+
 # Append-only: a new feature adds _migrate_N with the next free N.
-MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4}
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3, 4: _migrate_4, 5: _migrate_5}
 
 
 class _WaitsForQueuedReply(Exception):
     """A rating of a reply that is itself still in the queue: it queues behind it."""
+
+
+RESEARCHER = ""  # ratings.rater of the researcher's own ratings (legacy rows: NULL); shown as "me"
 
 
 class _SerialDatabase(sqlite_utils.Database):
@@ -577,9 +603,37 @@ class Store:
         self._insert("rating_history", {"id": new_id(), "rating_id": old["id"], "action": action,
                                           "snapshot": json.dumps(old), "at": now()})
 
-    def rating_for_turn(self, turn_id: str) -> dict | None:
-        rows = list(self.db["ratings"].rows_where("turn_id = ?", [turn_id]))
+    def rating_for_turn(self, turn_id: str, rater: str = RESEARCHER) -> dict | None:
+        """The rating ``rater`` gave this turn (by default the researcher's own)."""
+        rows = list(self.db["ratings"].rows_where("turn_id = ? AND COALESCE(rater, '') = ?",
+                                                  [turn_id, rater or ""]))
         return rows[0] if rows else None
+
+    def rate_as(self, rater: str, turn_id: str, left_reply_id: str, right_reply_id: str, verdict: str,
+                note: str = "", blind: bool = True) -> tuple[str, bool]:
+        """Save another rater's verdict on a turn (an LLM, a colleague's sheet) beside the
+        researcher's own; that rater's earlier verdict on the turn goes to history.
+        Returns (rating id, changed: False when the same verdict was stored already)."""
+        if verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {verdict!r}")
+        with self._lock, self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            old = self.rating_for_turn(turn_id, rater)
+            stamp = now()
+            if old:
+                if (old["verdict"], old["left_reply_id"], old["right_reply_id"], old["note"]) == (
+                        verdict, left_reply_id, right_reply_id, note):
+                    return old["id"], False
+                self._history(old, "replaced")
+                self._update("ratings", old["id"], {
+                    "left_reply_id": left_reply_id, "right_reply_id": right_reply_id,
+                    "verdict": verdict, "note": note, "blind": int(blind), "updated_at": stamp})
+                return old["id"], True
+            row = {"id": new_id(), "turn_id": turn_id, "left_reply_id": left_reply_id,
+                   "right_reply_id": right_reply_id, "verdict": verdict, "note": note,
+                   "blind": int(blind), "a_side": "left", "created_at": stamp, "updated_at": stamp,
+                   "rater": rater or None}
+            return self._insert("ratings", row), True
 
     # -- reading ---------------------------------------------------------------
     def conversations(self, limit: int = 500) -> list[dict]:

@@ -13,7 +13,7 @@ from engine.results import browser
 VERDICT_TEXT = {"certainly_left": "Certainly left", "likely_left": "Likely left", "tie": "Tie",
                 "likely_right": "Likely right", "certainly_right": "Certainly right",
                 "both_bad": "Both bad"}
-COLUMNS = ("Rated", "Verdict", "Left", "Right", "Prompt", "Note", "Blind", "Leak")
+COLUMNS = ("Rated", "Verdict", "Left", "Right", "Prompt", "Note", "Blind", "Leak", "Rater")
 
 
 def _item(text, tip: str = "") -> QTableWidgetItem:
@@ -131,7 +131,7 @@ class RatingsBrowser(QWidget):
         for i, r in enumerate(rows):
             cells = (r["created_at"][:16].replace("T", " "), VERDICT_TEXT.get(r["verdict"], r["verdict"]),
                      r["left"]["model"], r["right"]["model"], r["prompt"].replace("\n", " ")[:120],
-                     r["note"], "yes" if r["blind"] else "no", "⚠" if r["leak"] else "")
+                     r["note"], "yes" if r["blind"] else "no", "⚠" if r["leak"] else "", r.get("rater", "me"))
             for j, text in enumerate(cells):
                 self.table.setItem(i, j, _item(text, r["leak"] if j == 7 else ""))
         self._set_detail(None)

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, Q
                                QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from engine.results import Filters, browser, compute, exports, report_html
-from engine.results.data import identity
+from engine.results.data import identity, rater_key, raters
 from engine.results.importer import import_file
 from engine.results.names import AdapterNames
 from studio.ratings_browser import RatingsBrowser, RecheckDialog
@@ -120,6 +120,9 @@ class ResultsView(QWidget):
         self.blind.addItems(["All ratings", "Blind only", "Not blind"])
         self.blind.setToolTip("Blind only leaves out ratings whose replies named a model (leaks)")
         self.prompt_set = QComboBox()
+        self.rater = QComboBox()
+        self.rater.setToolTip("Whose votes: yours ('me'), an LLM rater's (llm:MODEL, from hal eval --rater api) "
+                              "or a colleague's (from a blind sheet)")
         self.refresh_button = QPushButton("Refresh")
         self.export_button = QToolButton()
         self.export_button.setText("Export")
@@ -136,7 +139,7 @@ class ResultsView(QWidget):
         for w in (self.since, self.until):
             w.setMaximumWidth(130)
             w.editingFinished.connect(self.refresh)
-        for w in (self.blind, self.prompt_set):
+        for w in (self.blind, self.prompt_set, self.rater):
             w.currentIndexChanged.connect(self.refresh)
         self.model.activated.connect(self.refresh)
         self.model.lineEdit().editingFinished.connect(self.refresh)
@@ -144,7 +147,7 @@ class ResultsView(QWidget):
         self.import_button.clicked.connect(self.on_import)
         row = QHBoxLayout()
         for w in (QLabel("Filters:"), self.since, self.until, self.model, self.blind, self.prompt_set,
-                  self.refresh_button):
+                  self.rater, self.refresh_button):
             row.addWidget(w)
         row.addStretch(1)
         row.addWidget(self.export_button)
@@ -242,7 +245,8 @@ class ResultsView(QWidget):
         return Filters(since=self.since.text().strip() or None, until=self.until.text().strip() or None,
                        models=(model,) if model and model != "All models" else (),
                        blind={0: None, 1: True, 2: False}[self.blind.currentIndex()],
-                       prompt_set=self.prompt_set.currentData())
+                       prompt_set=self.prompt_set.currentData(),
+                       rater=None if self.rater.currentData() is None else rater_key(self.rater.currentData()))
 
     def _refresh_choices(self) -> None:
         names = AdapterNames(self.store)
@@ -269,7 +273,14 @@ class ResultsView(QWidget):
         for s in sets:
             self.prompt_set.addItem(s or "(no prompt set)", s)
         self.prompt_set.setCurrentIndex(max(0, self.prompt_set.findData(chosen)) if chosen is not None else 0)
-        for combo in (self.model, self.prompt_set):
+        who = self.rater.currentData()
+        self.rater.blockSignals(True)
+        self.rater.clear()
+        self.rater.addItem("All raters", None)
+        for r in raters(self.store):
+            self.rater.addItem(r, r)
+        self.rater.setCurrentIndex(max(0, self.rater.findData(who)) if who is not None else 0)
+        for combo in (self.model, self.prompt_set, self.rater):
             combo.blockSignals(False)
 
     def refresh(self) -> None:

@@ -8,7 +8,7 @@ import math
 import random
 
 from engine.results.checks import load_scores
-from engine.results.data import Filters, LeakConfig, load_votes
+from engine.results.data import Filters, LeakConfig, load_votes, rater_label
 from engine.store import VERDICTS, new_id, now
 
 
@@ -30,7 +30,7 @@ def list_rated(store, filters: Filters | None = None, leak_config: LeakConfig | 
                     "scores": {j: s[reply_id]["score"] for j, s in scores.items() if reply_id in s}}
         rows.append({"rating_id": v.rating_id, "turn_id": v.turn_id, "created_at": v.created_at,
                      "verdict": v.verdict, "note": v.note, "blind": v.blind, "leak": v.leak,
-                     "prompt": v.prompt, "prompt_set": v.prompt_set,
+                     "prompt": v.prompt, "prompt_set": v.prompt_set, "rater": rater_label(v.rater),
                      "left": side(v.left_reply_id, v.left_model, v.left_text),
                      "right": side(v.right_reply_id, v.right_model, v.right_text),
                      "repeats": repeats.get(v.rating_id, [])})
@@ -65,12 +65,13 @@ def delete_rating(store, rating_id: str, reason: str = "") -> dict:
 
 
 def deleted_ratings(store) -> list[dict]:
-    """Deleted ratings still restorable (their turn has no newer rating)."""
+    """Deleted ratings still restorable (their turn has no newer rating by the same rater)."""
     out = []
     for row in store.db.query("SELECT * FROM rating_history WHERE action='deleted' ORDER BY at DESC"):
         snap = json.loads(row["snapshot"])
-        if not store.db.execute("SELECT 1 FROM ratings WHERE id=? OR turn_id=?",
-                                [snap["id"], snap["turn_id"]]).fetchone():
+        if not store.db.execute(  # the same rater may have rated the turn again since
+                "SELECT 1 FROM ratings WHERE id=? OR (turn_id=? AND COALESCE(rater, '')=?)",
+                [snap["id"], snap["turn_id"], snap.get("rater") or ""]).fetchone():
             out.append({"history_id": row["id"], "deleted_at": row["at"], **snap})
     return out
 
@@ -94,16 +95,19 @@ def restore_rating(store, rating_id: str) -> None:
 
 def pick_for_recheck(store, share: float = 0.1, seed: int | None = None) -> list[dict]:
     """Rated pairs to show again, blind with sides swapped, so that about ``share`` of all
-    ratings end up repeated. Each item's left/right are already swapped."""
-    total = store.db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0]
-    done = store.db.execute("SELECT COUNT(DISTINCT original_rating_id) FROM repeat_ratings "
-                            "WHERE original_rating_id IN (SELECT id FROM ratings)").fetchone()[0]
+    ratings end up repeated. Each item's left/right are already swapped. Only the researcher's
+    own ratings are re-shown (an LLM's or a colleague's are not theirs to repeat)."""
+    total = store.db.execute("SELECT COUNT(*) FROM ratings WHERE COALESCE(rater, '')=''").fetchone()[0]
+    done = store.db.execute("SELECT COUNT(DISTINCT original_rating_id) FROM repeat_ratings WHERE "
+                            "original_rating_id IN (SELECT id FROM ratings WHERE COALESCE(rater, '')='')"
+                            ).fetchone()[0]
     want = max(0, math.ceil(share * total) - done)
     sql = """SELECT r.id, r.turn_id, r.left_reply_id, r.right_reply_id, t.prompt,
              lr.text AS l_text, rr.text AS r_text FROM ratings r
              JOIN turns t ON t.id = r.turn_id JOIN replies lr ON lr.id = r.left_reply_id
              JOIN replies rr ON rr.id = r.right_reply_id
-             WHERE r.id NOT IN (SELECT original_rating_id FROM repeat_ratings) ORDER BY r.rowid"""
+             WHERE r.id NOT IN (SELECT original_rating_id FROM repeat_ratings) AND COALESCE(r.rater, '')=''
+             ORDER BY r.rowid"""
     candidates = list(store.db.query(sql))
     chosen = random.Random(seed).sample(candidates, min(want, len(candidates)))
     return [{"rating_id": c["id"], "turn_id": c["turn_id"], "prompt": c["prompt"],

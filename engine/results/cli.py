@@ -20,6 +20,8 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--blind-only", action="store_true", help="blind ratings without identity leaks")
     g.add_argument("--not-blind", action="store_true", help="non-blind (or leaked) ratings only")
     p.add_argument("--prompt-set", help="only turns from this prompt set")
+    p.add_argument("--rater", help="only this rater's votes: 'me' (your own), 'llm:MODEL' (hal eval --rater "
+                                   "api) or a colleague's name (hal eval sheet import)")
     p.add_argument("--leak-token", action="append", default=[],
                    help="a word that gives a model away (repeatable; added to the defaults)")
     p.add_argument("--no-default-leak-tokens", action="store_true",
@@ -40,7 +42,8 @@ def parse_pair(text: str | None) -> tuple[str, str] | None:
 def filters_from(args) -> Filters:
     blind = True if args.blind_only else (False if args.not_blind else None)
     return Filters(since=args.since, until=args.until, models=tuple(args.model), blind=blind,
-                   prompt_set=args.prompt_set, pair=parse_pair(args.pair))
+                   prompt_set=args.prompt_set, pair=parse_pair(args.pair),
+                   rater=getattr(args, "rater", None))
 
 
 def leaks_from(args) -> LeakConfig:

@@ -45,6 +45,7 @@ class Vote:
     prompt_set: str = ""
     note: str = ""
     leak: str = ""  # what gave a model away, "" when nothing did
+    rater: str = ""  # who rated: "" the researcher ("me"), "llm:<model>", or a colleague's name
 
     @property
     def left_score(self) -> float | None:
@@ -74,6 +75,7 @@ class Filters:
     blind: bool | None = None      # True: blind without leaks; False: everything else
     prompt_set: str | None = None
     pair: tuple[str, str] | None = None  # exactly this pairing, either side
+    rater: str | None = None  # only this rater's votes ("me": the researcher's own)
 
     def keep(self, v: Vote) -> bool:
         if self.since and v.created_at[:len(self.since)] < self.since:
@@ -89,6 +91,8 @@ class Filters:
         if self.prompt_set is not None and v.prompt_set != self.prompt_set:
             return False
         if self.pair and {v.left_model, v.right_model} != set(self.pair):
+            return False
+        if self.rater is not None and v.rater != rater_key(self.rater):
             return False
         return True
 
@@ -119,6 +123,26 @@ class LeakConfig:
                                           text, re.IGNORECASE)):
                         return word
         return ""
+
+
+ME = "me"  # how the researcher's own ratings (rater '' or NULL in the store) are named
+
+
+def rater_key(name: str | None) -> str:
+    """The stored rater for a name given by a person: "me" (or empty) is the researcher."""
+    name = (name or "").strip()
+    return "" if name.lower() == ME else name
+
+
+def rater_label(stored: str | None) -> str:
+    """A stored rater as shown: the researcher's own ratings are "me"."""
+    return stored or ME
+
+
+def raters(store) -> list[str]:
+    """Every rater with at least one rating, as shown ("me" first)."""
+    found = {rater_label(r[0]) for r in store.db.execute(_RATER_SQL).fetchall()}
+    return sorted(found, key=lambda r: (r != ME, r))
 
 
 def identity(model_name: str | None, adapter: str | None, model_spec: str | dict | None = None,
@@ -156,13 +180,17 @@ SELECT r.id, r.turn_id, r.verdict, r.note, r.blind, r.created_at,
        lr.id AS l_id, lr.model_name AS l_name, lr.adapter AS l_adapter, lr.model_spec AS l_spec,
        lr.text AS l_text, lr.model_path AS l_path,
        rr.id AS r_id, rr.model_name AS r_name, rr.adapter AS r_adapter, rr.model_spec AS r_spec,
-       rr.text AS r_text, rr.model_path AS r_path
+       rr.text AS r_text, rr.model_path AS r_path,
+       COALESCE(NULLIF(r.rater, ''),
+                (SELECT ro.rater FROM rating_origins ro WHERE ro.rating_id = r.id), '') AS rater
 FROM ratings r
 LEFT JOIN turns t ON t.id = r.turn_id
 LEFT JOIN replies lr ON lr.id = r.left_reply_id
 LEFT JOIN replies rr ON rr.id = r.right_reply_id
 ORDER BY r.created_at, r.rowid
 """
+_RATER_SQL = """SELECT DISTINCT COALESCE(NULLIF(r.rater, ''),
+                (SELECT ro.rater FROM rating_origins ro WHERE ro.rating_id = r.id), '') FROM ratings r"""
 
 
 def load_votes(store, filters: Filters | None = None, leaks: LeakConfig | None = None) -> Loaded:
@@ -198,7 +226,7 @@ def _vote(row, leaks: LeakConfig, names: AdapterNames) -> Vote:
     """One row of _SQL as a vote; a damaged row raises _Unreadable saying what is wrong."""
     (rid, turn_id, verdict, note, blind, created, lid, rid2, prompt, pset, turn_found,
      l_id, l_name, l_adapter, l_spec, l_text, l_path, r_id, r_name, r_adapter, r_spec, r_text,
-     r_path) = row
+     r_path, rater) = row
     if not l_id or not r_id:
         raise _Unreadable("refers to a reply that is not in the store")
     if verdict not in LEFT_SCORE and verdict != "both_bad":
@@ -229,4 +257,4 @@ def _vote(row, leaks: LeakConfig, names: AdapterNames) -> Vote:
                 blind=blind, created_at=_text(created), turn_id=_text(turn_id),
                 left_reply_id=_text(lid), right_reply_id=_text(rid2), left_text=l_text,
                 right_text=r_text, prompt=_text(prompt), prompt_set=_text(pset),
-                note=_text(note), leak=leak)
+                note=_text(note), leak=leak, rater=_text(rater))

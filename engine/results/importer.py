@@ -468,8 +468,9 @@ def _bundle_row_problem(store, kind: str, row: dict, refused: dict) -> str | Non
                     "stored")
     if kind == "rating" and _deleted_here(store, row["id"]):
         return "deleted in this studio earlier (kept in rating history); not brought back"
-    if kind == "rating":
-        other = store.db.execute("SELECT id FROM ratings WHERE turn_id=?", [row["turn_id"]]).fetchone()
+    if kind == "rating":  # one rating per turn and rater (the researcher's: rater empty)
+        other = store.db.execute("SELECT id FROM ratings WHERE turn_id=? AND COALESCE(rater, '')=?",
+                                 [row["turn_id"], row.get("rater") or ""]).fetchone()
         if other:
             return f"its turn already has another rating here ({other[0]}); the stored one was kept"
     return None

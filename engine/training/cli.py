@@ -74,21 +74,130 @@ def cmd_round(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from engine.store import Store
+def _eval_config(args: argparse.Namespace, blind: bool):
+    from engine.errors import BadRequest
     from engine.training import evaluate
     from engine.training.config import load_config_file
 
+    if not getattr(args, "adapter", None):
+        raise BadRequest("--adapter is needed (an adapter id, a unique id prefix, its folder or its adapter.gguf)")
     overrides = load_config_file(args.config) if args.config else {}
     overrides["adapter"] = args.adapter
-    config = evaluate.make_config("default", overrides)
-    store = Store(args.db) if args.db else Store()
+    if getattr(args, "prompts", None):
+        overrides["blind_prompts" if blind else "prompts"] = args.prompts
+    return evaluate.make_config("default", overrides)
+
+
+def _open_store(args):
+    from engine.store import Store
+
+    return Store(args.db) if args.db else Store()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engine.training import evaluate
+
+    if args.rater:
+        return cmd_eval_blind(args)
+    if args.api_base or args.api_model:
+        from engine.errors import BadRequest
+
+        raise BadRequest("--api-base and --api-model go with --rater api")
+    config = _eval_config(args, blind=False)
+    store = _open_store(args)
     try:
         verdict = evaluate.run(config, CliState(), store)
     finally:
         store.close()
     print(json.dumps(_trim_verdict(verdict), indent=None if args.json else 1))
     return 0
+
+
+def cmd_eval_blind(args: argparse.Namespace) -> int:
+    """``hal eval --rater api``: base and adapter replies judged blind by an LLM, both orders."""
+    from engine.errors import BadRequest
+    from engine.scoring.pair_rater import PairRater
+    from engine.training import blind
+
+    if not args.api_base:
+        raise BadRequest("--rater api needs --api-base URL (an OpenAI-compatible endpoint, e.g. "
+                         "http://127.0.0.1:8000/v1)")
+    config = _eval_config(args, blind=True)
+    rater = PairRater(base_url=args.api_base, model=args.api_model, timeout=config.rater_timeout,
+                      retries=config.rater_retries, response_format=config.rater_format,
+                      concurrency=config.rater_concurrency)
+    store = _open_store(args)
+    try:
+        out = blind.evaluate(config, CliState(), store, rater)
+    finally:
+        store.close()
+        rater.close()
+    print(json.dumps(out) if args.json else describe_blind(out))
+    for e in out["errors"][:20]:  # the rest of the pairs went on; exit 3 says some did not
+        print(f"hal: pair {e['pair_id']}: the rater failed: {e['reason']}", file=sys.stderr)
+    return 3 if out["failed"] else 0
+
+
+def describe_blind(out: dict) -> str:
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    lines = [f"blind eval {out['run_id']} ({'pairs reused' if out['reused_pairs'] else 'new pairs'}): "
+             f"{out['adapter_model']} vs {out['base_model']} on {out['n_pairs']} prompts of {out['prompt_set']}, "
+             f"rater {out['rater']} ({out['endpoint']})"]
+    if out["n_counted"]:
+        lines.append(f"  adapter win rate {pct(out['win_rate'])} [{pct(out['ci'][0])}, {pct(out['ci'][1])}] "
+                     f"(95% Wilson) over {out['n_counted']} consistent pairs: adapter {out['adapter_preferred']}, "
+                     f"base {out['base_preferred']}, tie {out['ties']}")
+    else:
+        lines.append("  no consistent pairs: no win rate")
+    lines.append(f"  inconsistent (the two orders disagreed): {out['inconsistent']}; rater failed: {out['failed']}")
+    if "looping" in out:
+        lp = out["looping"]
+        lines.append("  looping replies: " + ", ".join(
+            f"{who} {lp[who]['looping']}/{lp[who]['n']} ({pct(lp[who]['share'])} [{pct((lp[who]['ci'] or [None])[0])}, "
+            f"{pct((lp[who]['ci'] or [None, None])[1])}])" for who in ("adapter", "base")))
+    lines.append(f"  stored as ratings by {out['rater']}: hal results --rater {out['rater']}")
+    return "\n".join(lines)
+
+
+def cmd_sheet_export(args: argparse.Namespace) -> int:
+    from engine.training import blind, sheet
+
+    config = _eval_config(args, blind=True)
+    store = _open_store(args)
+    try:
+        run_id, reused = blind.make_run(config, CliState(), store)
+        out = {**sheet.export(store, run_id, args.out), "reused_pairs": reused}
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"wrote {out['pairs']} blind pairs to {out['out']} (run {run_id}; "
+              f"{'pairs reused' if reused else 'new pairs'}); the key stays in the store")
+    return 0
+
+
+def cmd_sheet_import(args: argparse.Namespace) -> int:
+    from engine.training import sheet
+
+    store = _open_store(args)
+    try:
+        report = sheet.import_sheet(store, args.file, args.rater)
+    finally:
+        store.close()
+    print(json.dumps(report) if args.json else sheet.describe(report))
+    return 3 if report["bad"] else 0
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapter", help="adapter id, unique id prefix, its folder or its adapter.gguf")
+    p.add_argument("--prompts", help="prompt set: blind eval default 'blind' (resources/prompts/"
+                                     "blind_openers.jsonl), 'bundled' (held-out openers) or a JSONL file")
+    p.add_argument("--config", help="a JSON file of settings (see engine.training.evaluate.EvalConfig)")
+    p.add_argument("--db", help="the studio store (default: the user's)")
+    p.add_argument("--json", action="store_true")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -138,12 +247,28 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print what was written as one line of JSON")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("eval", help="the verdict of an adapter against the base on held-out prompts")
-    p.add_argument("--adapter", required=True, help="adapter id or PEFT folder")
-    p.add_argument("--config", help="a JSON file of settings (see engine.training.evaluate.EvalConfig)")
-    p.add_argument("--db", help="the studio store (default: the user's)")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("eval", help="the verdict of an adapter against the base on held-out prompts; "
+                                    "with --rater api, a blind pairwise test by an LLM; 'sheet' for colleagues")
+    _eval_args(p)
+    p.add_argument("--rater", choices=["api"], help="judge base vs adapter blind, pair by pair, by an LLM at "
+                                                    "an OpenAI-compatible endpoint (both orders asked)")
+    p.add_argument("--api-base", help="the rater's endpoint, e.g. http://127.0.0.1:8000/v1 (key: HAL_API_KEY or "
+                                      "OPENAI_API_KEY, never stored)")
+    p.add_argument("--api-model", help="the rater's model name (default: the first the endpoint lists)")
     p.set_defaults(func=cmd_eval)
+    sheet_p = p.add_subparsers(dest="eval_command").add_parser(
+        "sheet", help="a blind sheet (CSV or HTML) of the same pairs for colleagues, and their verdicts back")
+    ssub = sheet_p.add_subparsers(dest="sheet_command", required=True)
+    e = ssub.add_parser("export", help="write the shuffled pairs without the key")
+    _eval_args(e)
+    e.add_argument("--out", required=True, help="FILE.csv or FILE.html")
+    e.set_defaults(func=cmd_sheet_export)
+    i = ssub.add_parser("import", help="store a filled sheet's verdicts as ratings by RATER")
+    i.add_argument("file", help="the filled CSV (pair_id and verdict columns)")
+    i.add_argument("--rater", required=True, help="who filled it (a name; 'me' for your own ratings)")
+    i.add_argument("--db", help="the studio store (default: the user's)")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_sheet_import)
 
 
 def register_bench(bench_sub) -> None:

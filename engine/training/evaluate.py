@@ -28,6 +28,17 @@ class EvalConfig:
     threads: int = opt(0, "torch threads (0 = auto)", 0, 256)
     canary: bool = opt(True, "measure drift on held-out human-like chat")
     seed: int = opt(0, "seed offset for the replies", 0, 2**31 - 1)
+    # blind pairwise evaluation (hal eval --rater api, hal eval sheet): engine/training/blind.py
+    blind_prompts: str = opt("blind", "blind prompt set: 'blind' (resources/prompts/blind_openers.jsonl, every "
+                                      "line), 'bundled' (its held-out split) or a JSONL file")
+    blind_max_tokens: int = opt(160, "longest blind reply in tokens", 4, 4096)
+    blind_temperature: float = opt(0.7, "temperature of the blind replies", 0.0, 5.0)
+    blind_top_p: float = opt(0.9, "top-p of the blind replies", 0.0, 1.0)
+    rater_timeout: float = opt(120.0, "seconds the rater may take for one answer", 1.0, 3600.0)
+    rater_retries: int = opt(2, "retries of one rater question (timeouts, 5xx, malformed answers)", 0, 10)
+    rater_concurrency: int = opt(2, "rater questions in flight at once", 1, 32)
+    rater_format: str = opt("auto", "answer format asked of the rater", choices=(
+        "auto", "json_schema", "json_object+schema", "json_object", "none"))
 
 
 def make_config(preset: str = "default", overrides: dict | None = None) -> EvalConfig:

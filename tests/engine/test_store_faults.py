@@ -56,6 +56,13 @@ def test_an_old_store_opens_in_the_current_schema_with_its_rows(tmp_path, versio
             {"top_k": 40, "repeat_penalty": 1.2, "stop": ["User:"]} if row["id"] == "r3"
             else {"top_k": 0, "repeat_penalty": 1.0, "stop": []})
         assert row["looping"] == (row["text"] == "no no no no no")
+    # schema 5: ratings carry their rater (NULL: the researcher); an LLM's rating of the
+    # same turn sits beside the researcher's and is not "the turn's rating"
+    assert store.db["ratings"].get("g1")["rater"] is None
+    if version >= 5:
+        assert store.db["ratings"].get("g2")["rater"] == "llm:qwen"
+        assert store.rating_for_turn("t1", "llm:qwen")["id"] == "g2"
+        assert store.db["blind_pairs"].get("p0a1b2c3d4e")["adapter_side"] == "B"
     # and the upgraded store takes new ratings
     store.rate("t1", "r1", "r2", "tie", blind=True, a_side="right")
     assert store.rating_for_turn("t1")["verdict"] == "tie"

@@ -189,3 +189,22 @@ def test_a_pane_shows_an_adapter_by_its_name(store, tmp_path):
     spec = {"source": "bundled", "adapter": str(tmp_path / "a1b2c3"), "backend": "auto"}
     assert spec_label(spec, AdapterNames(store)) == "SmolLM2-135M-Instruct + DPO round 1 · default"
     assert spec_label(spec) == "SmolLM2-135M-Instruct + a1b2c3"
+
+
+def test_rater_filter_shows_llm_votes_beside_mine(qtbot, filled):
+    from studio.results_view import ResultsView
+
+    turns = list(filled.db.query("SELECT turn_id, left_reply_id, right_reply_id FROM ratings LIMIT 6"))
+    for t in turns:
+        filled.rate_as("llm:qwen", t["turn_id"], t["left_reply_id"], t["right_reply_id"], "likely_left")
+    v = ResultsView(filled, n_boot=20)
+    qtbot.addWidget(v)
+    everything = v.results["n_ratings"]
+    labels = [v.rater.itemText(i) for i in range(v.rater.count())]
+    assert labels == ["All raters", "me", "llm:qwen"]
+    v.rater.setCurrentIndex(2)
+    assert v.results["n_ratings"] == 6 and v.results["filters"]["rater"] == "llm:qwen"
+    assert v.browser.table.rowCount() == 6 and v.browser.table.item(0, 8).text() == "llm:qwen"
+    v.rater.setCurrentIndex(1)
+    assert v.results["n_ratings"] == everything - 6
+    assert v.rater.currentText() == "me"  # the choice survives the refresh

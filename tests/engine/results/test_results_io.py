@@ -287,3 +287,48 @@ def test_a_hand_written_study_imports_and_reads_back_as_written(store, tmp_path,
     got = {m["model"]: m["score"] for m in res["elo"]["models"]}
     assert got == pytest.approx({m: round(v, 1) for m, v in elo.items()}, abs=0.06)
     assert len(res["elo"]["trajectory"]) == 45  # 46 votes less the one "both bad"
+
+
+def test_bundle_keeps_each_raters_rating_of_the_same_turn(store, tmp_path):
+    """An LLM rater's (or a colleague's) rating sits beside the researcher's on one turn;
+    a bundle carries both, with their raters, and a second one by the same rater is refused."""
+    from engine.store import Store
+
+    rid = add_rating(store, "A", "B + v1", "likely_left")
+    r = store.db["ratings"].get(rid)
+    llm, _ = store.rate_as("llm:qwen", r["turn_id"], r["left_reply_id"], r["right_reply_id"], "certainly_right")
+    out = tmp_path / "b.jsonl"
+    assert exports.export_bundle(store, out)["rating"] == 2
+    other = Store(tmp_path / "other.sqlite3")
+    report = import_file(other, out)
+    assert report["imported"] == 2 and report["skipped"] == []
+    assert other.db["ratings"].get(llm)["rater"] == "llm:qwen" and other.db["ratings"].get(rid)["rater"] is None
+    assert compute(other, Filters(rater="llm:qwen"), n_boot=10)["n_ratings"] == 1
+    assert compute(other, Filters(rater="me"), n_boot=10)["n_ratings"] == 1
+    text = out.read_text().splitlines()
+    row = json.loads(text[-1])["row"] if json.loads(text[-1])["kind"] == "rating" else None
+    row = row or next(json.loads(x)["row"] for x in text[1:] if json.loads(x)["kind"] == "rating")
+    lines(out, text[:1] + [json.dumps({"kind": "rating", "row": {**row, "id": "r-again"}})])
+    again = import_file(other, out)
+    assert again["imported"] == 0 and any("already has another rating" in s["reason"] for s in again["skipped"])
+    other.close()
+
+
+def test_a_deleted_rating_is_restorable_beside_another_raters(store):
+    rid = add_rating(store, "A", "B", "likely_left")
+    r = store.db["ratings"].get(rid)
+    store.rate_as("llm:qwen", r["turn_id"], r["left_reply_id"], r["right_reply_id"], "tie")
+    browser.delete_rating(store, rid)
+    assert [d["id"] for d in browser.deleted_ratings(store)] == [rid]
+    browser.restore_rating(store, rid)
+    assert store.rating_for_turn(r["turn_id"])["id"] == rid
+    assert store.db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 2
+
+
+def test_recheck_reshows_only_the_researchers_own_ratings(store):
+    ids = [add_rating(store, "A", "B", "likely_left", prompt=f"p{i}") for i in range(4)]
+    for rid in ids[:3]:  # an LLM rated three of the same turns, and a fourth pair of its own
+        r = store.db["ratings"].get(rid)
+        store.rate_as("llm:qwen", r["turn_id"], r["left_reply_id"], r["right_reply_id"], "tie")
+    items = browser.pick_for_recheck(store, share=1.0, seed=1)
+    assert sorted(i["rating_id"] for i in items) == sorted(ids)
