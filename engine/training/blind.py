@@ -85,7 +85,8 @@ def load_prompts(source: str | None):
 
 def _settings(config) -> dict:
     return {"temperature": config.blind_temperature, "top_p": config.blind_top_p,
-            "max_tokens": config.blind_max_tokens, "seed": 1234 + config.seed}
+            "max_tokens": config.blind_max_tokens, "seed": 1234 + config.seed, "top_k": config.blind_top_k,
+            "min_p": config.blind_min_p, "repeat_penalty": config.blind_repeat_penalty}
 
 
 def gguf_name(path) -> str | None:
@@ -186,7 +187,8 @@ def make_run(config, state, store, fresh: bool = False) -> tuple[str, bool]:
     base = policy.resolve(config.model, config.base_gguf)
     sampler, adapter_arg = _open_sampler(config, base, row)
     s = _settings(config)
-    settings = SampleSettings(s["temperature"], s["top_p"], s["max_tokens"])
+    settings = SampleSettings(s["temperature"], s["top_p"], s["max_tokens"], s["top_k"], s["min_p"],
+                              s["repeat_penalty"])
     msgs = [p.as_messages() for p in prompts]
     seeds = [s["seed"] + i for i in range(len(prompts))]
     total = 2 * len(prompts)

@@ -32,8 +32,12 @@ class EvalConfig:
     blind_prompts: str = opt("blind", "blind prompt set: 'blind' (resources/prompts/blind_openers.jsonl, every "
                                       "line), 'bundled' (its held-out split) or a JSONL file")
     blind_max_tokens: int = opt(160, "longest blind reply in tokens", 4, 4096)
+    # the blind replies sample as a newcomer's chat does (engine.models.base.CHAT_DEFAULTS)
     blind_temperature: float = opt(0.7, "temperature of the blind replies", 0.0, 5.0)
-    blind_top_p: float = opt(0.9, "top-p of the blind replies", 0.0, 1.0)
+    blind_top_p: float = opt(1.0, "top-p of the blind replies (1 = off)", 0.0, 1.0)
+    blind_top_k: int = opt(40, "top-k of the blind replies (0 = off)", 0, 1_000_000)
+    blind_min_p: float = opt(0.05, "min-p of the blind replies (0 = off)", 0.0, 1.0)
+    blind_repeat_penalty: float = opt(1.15, "repetition penalty of the blind replies (1 = off)", 0.5, 3.0)
     rater_timeout: float = opt(120.0, "seconds the rater may take for one answer", 1.0, 3600.0)
     rater_retries: int = opt(2, "retries of one rater question (timeouts, 5xx, malformed answers)", 0, 10)
     rater_concurrency: int = opt(2, "rater questions in flight at once", 1, 32)

@@ -23,6 +23,9 @@ class SampleSettings:
     temperature: float = 0.9
     top_p: float = 0.95
     max_tokens: int = 64
+    top_k: int = 0  # 0 = off; these three as in engine.models.base.Sampling (the chat samplers)
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
 
 
 class Sampler(Protocol):
@@ -74,6 +77,9 @@ class HFSampler:
                     out = self.model.generate(
                         **enc, do_sample=settings.temperature > 0, temperature=settings.temperature or None,
                         top_p=settings.top_p, max_new_tokens=settings.max_tokens,
+                        **({"top_k": settings.top_k} if settings.top_k else {}),
+                        **({"min_p": settings.min_p} if settings.min_p else {}),
+                        **({"repetition_penalty": settings.repeat_penalty} if settings.repeat_penalty != 1.0 else {}),
                         pad_token_id=tok.pad_token_id)
                 new = out[:, enc["input_ids"].shape[1]:]
                 texts.extend(t.strip() for t in tok.batch_decode(new, skip_special_tokens=True))
@@ -107,7 +113,8 @@ class LlamaSampler:
             if cancelled():
                 return ""
             s = Sampling(temperature=settings.temperature, top_p=settings.top_p,
-                         max_tokens=settings.max_tokens, seed=int(seeds[i]) & 0x7FFFFFFF)
+                         max_tokens=settings.max_tokens, seed=int(seeds[i]) & 0x7FFFFFFF,
+                         top_k=settings.top_k, min_p=settings.min_p, repeat_penalty=settings.repeat_penalty)
             result = self.model.generate(prompts[i], s, adapter, lambda t: None, cancelled)
             with self._lock:
                 done[0] += 1

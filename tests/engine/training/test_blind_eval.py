@@ -168,6 +168,7 @@ def test_llm_rater_both_orders_consistency_and_results(tmp_path, adapter_dir, fa
                                                        capsys, monkeypatch, store):
     fake_loops = types.ModuleType("engine.scoring.loops")
     fake_loops.is_looping = lambda text: "again again" in text
+    fake_loops.loop_reason = lambda text: "repeated_phrase: 'again'" if "again again" in text else None
     monkeypatch.setitem(sys.modules, "engine.scoring.loops", fake_loops)
     prompts = write_prompts(tmp_path / "p.jsonl", ["[consistent]", "[biased]", "[tie]", "[mixed]", "[fail]",
                                                    "[loop]", "[base]"])
@@ -224,16 +225,6 @@ def test_llm_rater_both_orders_consistency_and_results(tmp_path, adapter_dir, fa
     assert "looping replies: adapter 1/7" in text and "win rate 56.2%" in text
     assert len(fake_sampler.calls) == 2
     assert store.db.execute("SELECT COUNT(*) FROM ratings WHERE rater='llm:fake-rater'").fetchone()[0] == 4
-
-
-def test_looping_keys_are_left_out_without_the_detector(tmp_path, adapter_dir, fake_sampler, rater_server,
-                                                        capsys, monkeypatch, store):
-    monkeypatch.setitem(sys.modules, "engine.scoring.loops", None)  # import fails
-    prompts = write_prompts(tmp_path / "p.jsonl", ["[consistent]", "[tie]"])
-    assert hal("eval", "--adapter", adapter_dir, "--rater", "api", "--api-base", rater_server.base,
-               "--prompts", prompts, "--db", store.path, "--json") == 0
-    out = json.loads(capsys.readouterr().out)
-    assert "looping" not in out and out["n_counted"] == 2 and out["win_rate"] == 0.75
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -542,3 +533,14 @@ def test_the_html_sheets_download_imports_back(tmp_path, adapter_dir, fake_sampl
     assert hal("eval", "sheet", "import", filled, "--rater", "Ola", "--db", store.path, "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["imported"] == 3 and report["unrated"] == 1 and report["results"][0]["win_rate"] == 1.0
+
+
+def test_blind_replies_sample_as_a_newcomers_chat_does():
+    """The looping share a blind eval reports is the one a newcomer's chat would show."""
+    from engine.models.base import CHAT_DEFAULTS
+    from engine.training import evaluate
+
+    c = evaluate.make_config("default")
+    s = blind._settings(c)
+    assert {k: s[k] for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")} == {
+        k: CHAT_DEFAULTS[k] for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")}
