@@ -148,6 +148,21 @@ def _verdict(text: str) -> str | None:
     return next((n for n in NAMES if n.lower() == key), None)
 
 
+def _dialect(text: str):
+    """Plain CSV (what the export and Python's csv module write) whenever its header reads
+    as one; the sniffer only for other separators. Guessing first misread quoted replies
+    holding quotes, commas and apostrophes (it took the apostrophe for the quote mark)."""
+    first = text.splitlines()[0] if text else ""
+    for delimiter in (",", ";", "\t"):
+        names = [h.strip().strip('"').lower() for h in first.split(delimiter)]
+        if "verdict" in names and any(n in names for n in ("pair_id", "pair", "id")):
+            return type("SheetDialect", (csv.excel,), {"delimiter": delimiter})
+    try:
+        return csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        return csv.excel
+
+
 def _read(path: Path) -> list[tuple[int, dict]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -157,10 +172,7 @@ def _read(path: Path) -> list[tuple[int, dict]]:
         raise BadRequest(f"{path.name} is not a UTF-8 CSV file") from None
     if not text.strip():
         raise BadRequest(f"{path.name} is empty")
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
+    dialect = _dialect(text)
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     try:
         header = next(reader)

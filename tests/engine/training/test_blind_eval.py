@@ -544,3 +544,27 @@ def test_blind_replies_sample_as_a_newcomers_chat_does():
     s = blind._settings(c)
     assert {k: s[k] for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")} == {
         k: CHAT_DEFAULTS[k] for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")}
+
+
+def test_a_sheet_filled_with_pythons_csv_reads_back_whole(tmp_path):
+    """Replies with quotes, apostrophes, commas and line breaks (what a 135M model writes):
+    the importer guessed the CSV dialect and took an apostrophe for the quote mark."""
+    import csv
+
+    from engine.training import sheet
+
+    rows = [{"pair_id": "pc05e8a1a5e", "prompt": "do you sing in the shower?",
+             "reply_A": "The most you can do is to sing in the shower.",
+             "reply_B": 'I\'m so sorry. "DANGERA" is a genre, and its name means "dance with anger."',
+             "verdict": "Likely A"},
+            {"pair_id": "p331609850b", "prompt": "what's your favourite word?",
+             "reply_A": "Your dear SmolLM, I'm not a word-wizard.\nIt's 'yes', I'd say, ok?",
+             "reply_B": "That's, um, 'maybe'", "verdict": "Tie"}]
+    path = tmp_path / "filled.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    got = sheet._read(path)
+    assert [(r["pair_id"], r["verdict"]) for _line, r in got] == [("pc05e8a1a5e", "Likely A"),
+                                                                 ("p331609850b", "Tie")]
