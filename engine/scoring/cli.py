@@ -51,7 +51,7 @@ def _weights(args, judge):
     from engine.scoring.defaults import mismatch_note, resolve_weights
 
     w = resolve_weights(judge.judge_id, args.weights)
-    note = mismatch_note(w, judge.judge_id)
+    note = mismatch_note(w, judge.judge_id, getattr(judge, "teacher", None))
     print(f"hal: scoring with {judge.judge_id} and {w.ref}" + (f". Note: {note}" if note else ""),
           file=sys.stderr)
     return w

@@ -69,10 +69,11 @@ def resolve_weights(judge_id: str, weights: str | None):
     return load_weights(weights)
 
 
-def mismatch_note(weights, judge_id: str) -> str | None:
-    """A sentence when ``weights`` were not fitted on ``judge_id``'s own ratings, else None."""
+def mismatch_note(weights, judge_id: str, teacher: str | None = None) -> str | None:
+    """A sentence when ``weights`` were not fitted on ``judge_id``'s own ratings (or on its
+    ``teacher``'s, the judge a distilled judge was fitted to reproduce), else None."""
     fitted = _fitted_on(weights)
-    if fitted == judge_id:
+    if fitted == judge_id or (teacher and fitted == teacher):
         return None
     if judge_base(judge_id) == "precomputed" and fitted:
         return (f"{weights.ref} was fitted on {fitted} ratings; this assumes the file's ratings are on "

@@ -63,6 +63,10 @@ class Choice:
 def weights_note(weights: Weights, judge: Judge) -> tuple[bool, str]:
     """Whether ``weights`` were fitted on this judge's ratings, and what that means, in words."""
     fitted_by = str(weights.fitted_on.get("judge") or "")
+    teacher = getattr(judge, "teacher", None)
+    if fitted_by and fitted_by == teacher:
+        return True, (f"{weights.ref} was fitted on {fitted_by} ratings, which the {judge.judge_id} judge was "
+                      f"distilled to reproduce: the score is on the scale the weights were fitted on.")
     if fitted_by == judge.judge_id:
         source = Path(str(weights.fitted_on.get("source") or "")).name or "its data"
         acc = weights.metrics.get("cv_accuracy")

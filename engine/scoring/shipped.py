@@ -75,6 +75,7 @@ def build_distilled():
                              source=Path(TURING_FILE).stem)
     model.meta.pop("created", None)  # a rebuild should match byte for byte where it can
     model.meta["built_by"] = "scripts/build_resources.py"
+    model.meta["teacher"] = "gpt-5"  # the Turing file's ratings are GPT-5's (the data README)
     return model
 
 

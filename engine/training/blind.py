@@ -349,17 +349,19 @@ def rate_run(store, run_id: str, rater, state, concurrency: int = 2) -> dict:
 def identities(store, run_id: str) -> tuple[str, str]:
     """(adapter, base) as the Results tab names them."""
     from engine.results.data import identity
+    from engine.results.names import AdapterNames
 
     pair = load_pairs(store, run_id)[:1]
     if not pair:
         raise BadRequest(f"blind eval run {run_id} has no pairs")
     rows = {r["id"]: r for r in store.db.query(
-        "SELECT id, model_name, adapter, model_spec FROM replies WHERE id IN (?, ?)",
+        "SELECT id, model_name, adapter, model_spec, model_path FROM replies WHERE id IN (?, ?)",
         [pair[0]["a_reply_id"], pair[0]["b_reply_id"]])}
     a, b = rows[pair[0]["a_reply_id"]], rows[pair[0]["b_reply_id"]]
     new, old = (a, b) if pair[0]["adapter_side"] == "A" else (b, a)
-    return (identity(new["model_name"], new["adapter"], new["model_spec"]),
-            identity(old["model_name"], old["adapter"], old["model_spec"]))
+    names = AdapterNames(store)  # the names Results use, so the votes are found under them
+    return (identity(new["model_name"], new["adapter"], new["model_spec"], new["model_path"], names),
+            identity(old["model_name"], old["adapter"], old["model_spec"], old["model_path"], names))
 
 
 def win_rate(store, run_id: str, rater: str, turn_ids: set[str] | None = None) -> dict:

@@ -397,6 +397,12 @@ class DistilledJudge(Judge):
     def judge_id(self) -> str:
         return f"distilled:{self.model.id}"
 
+    @property
+    def teacher(self) -> str | None:
+        """The judge whose ratings this one was fitted to reproduce (``gpt-5`` for the shipped
+        one): weights fitted on the teacher's ratings are on this judge's scale too."""
+        return self.model.meta.get("teacher")
+
     def describe(self) -> dict:
         return {**super().describe(), "heldout": self.model.meta.get("heldout", {})}
 
