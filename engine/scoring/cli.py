@@ -238,7 +238,8 @@ def cmd_contrast_build(args) -> int:
     model = LlamaCppModel(path, n_ctx_per_seq=2048, max_seqs=1, n_threads=args.threads)
     try:
         report = write_contrast(Path(args.out), args.n, model, source=args.source, context=args.context,
-                                seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens)
+                                seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens,
+                                system=args.system)
     finally:
         model.close()
     for problem in report["problems"]:
@@ -364,6 +365,9 @@ def _register_contrast(subparsers) -> None:
     b.add_argument("--temperature", type=float, default=0.7)
     b.add_argument("--max-tokens", type=int, default=60)
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--system", default=None,
+                   help="the model's system prompt (default: chat casually with a stranger); another persona "
+                        "gives more varied AI text")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_guarded(cmd_contrast_build))
 

@@ -264,7 +264,8 @@ def fit_distilled(
         id=model_id or _default_id(source),
         trait_ids=trait_ids, features=feats, coef=coef, intercept=intercept,
         meta={"format_version": FORMAT_VERSION, "source": source, "n": n_rated, "alpha": alpha,
-              "lexical_weight": lexical_weight, "folds": folds, "folds_by": folds_by, "heldout": heldout,
+              "lexical_weight": lexical_weight, "folds": folds, "heldout": heldout,
+              **({"folds_by": folds_by} if folds_by != "game" else {}),
               **({"extra": {"n": len(extra), "n_human": sum(1 for d in extra if d.is_human),
                             "weight": extra_weight, "source": extra_source, "targets": "label means"}}
                  if extra else {}),
