@@ -136,7 +136,7 @@ def cmd_fit(args) -> int:
         _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
     extra = _extra(args, args.json)
     if args.heldout:
-        judge = "distilled" if args.judge == "distilled" else "lexical"
+        judge = "precomputed" if args.precomputed else "distilled" if args.judge == "distilled" else "lexical"
         report = evaluate_heldout(data.dialogues, judge, questionnaire=q, config=config,
                                   outer_folds=args.outer_folds, repeats=args.repeats, seed=args.seed,
                                   by=args.heldout_by, extra=extra, extra_in=_extra_in(args),
@@ -304,7 +304,8 @@ def register(subparsers) -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout", action="store_true",
-                   help="nested test on held-out games for a local judge (lexical or distilled)")
+                   help="nested test on held-out games for a local judge (lexical or distilled), or of weights "
+                        "alone on the file's own ratings (--precomputed)")
     p.add_argument("--outer-folds", type=int, default=5, help="outer game-grouped splits for --heldout")
     p.add_argument("--heldout-by", default="game", choices=["game", "ai_model"],
                    help="hold out random games, or all games of one AI system at a time")

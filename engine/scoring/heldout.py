@@ -29,13 +29,13 @@ from engine.scoring.fit import FitConfig, fit_once, one_thread, pairwise_accurac
 from engine.scoring.judges.lexical import LexicalJudge
 from engine.scoring.traits import Questionnaire, load_questionnaire
 
-LOCAL_JUDGES = ("lexical", "distilled")
+LOCAL_JUDGES = ("lexical", "distilled", "precomputed")  # precomputed: the file's own ratings (a reference)
 EXTRA_USES = ("distill", "weights")
 
 
 def _usable(dialogues: list[Dialogue], judge: str) -> list[Dialogue]:
     keep = [d for d in dialogues if d.label is not None and any(s.strip() for s in d.speaker_lines())]
-    if judge == "distilled":
+    if judge in ("distilled", "precomputed"):
         keep = [d for d in keep if d.ratings]
     return keep
 
@@ -84,6 +84,8 @@ def evaluate_heldout(
         raise BadRequest(f"extra items can be used in {' and '.join(EXTRA_USES)}, not {extra_in!r}")
     if extra and not extra_in:
         raise BadRequest("extra items were given but used nowhere (extra_in is empty)")
+    if extra and judge == "precomputed":
+        raise BadRequest("extra items have no precomputed ratings: use a local judge (lexical or distilled)")
     if extra and judge == "lexical" and "distill" in extra_in:
         extra_in = tuple(u for u in extra_in if u != "distill")  # nothing to distil
     y_extra = np.array([1 if d.is_human else 0 for d in extra], dtype=int)
@@ -91,15 +93,19 @@ def evaluate_heldout(
     config = config or FitConfig(penalty="l2")
     items = _usable(dialogues, judge)
     if not items:
-        raise BadRequest("no labelled items" + (" with precomputed ratings" if judge == "distilled" else ""))
+        raise BadRequest("no labelled items" + (" with precomputed ratings" if judge != "lexical" else ""))
     y = np.array([1 if d.is_human else 0 for d in items])
     groups = np.array([d.group or d.id for d in items])
     lex = feature_matrix(items)
     lex_extra = feature_matrix(extra) if extra else None
-    if judge == "lexical":
-        ids, lexical_R = LexicalJudge(q, cache=False).rate_matrix(items)
+    if judge == "precomputed":
+        from engine.scoring.judges.distilled import _targets
+
+        fixed_R = _targets([d.ratings for d in items], q.trait_ids)
+    elif judge == "lexical":
+        ids, fixed_R = LexicalJudge(q, cache=False).rate_matrix(items)
         if extra:
-            _, lexical_extra = LexicalJudge(q, cache=False).rate_matrix(extra)
+            _, fixed_extra = LexicalJudge(q, cache=False).rate_matrix(extra)
     fold_acc, fold_pair, fold_names, per_model = [], [], [], defaultdict(list)
     hits = 0
     if by == "ai_model":
@@ -115,10 +121,10 @@ def evaluate_heldout(
     for folds_of_repeat in outer:
         for tr, te in folds_of_repeat:
             extra_R = None
-            if judge == "lexical":
-                train_R, test_R = lexical_R[tr], lexical_R[te]
+            if judge in ("lexical", "precomputed"):
+                train_R, test_R = fixed_R[tr], fixed_R[te]
                 if extra:
-                    extra_R = lexical_extra
+                    extra_R = fixed_extra
             else:
                 from engine.scoring.judges.distilled import fit_distilled
 

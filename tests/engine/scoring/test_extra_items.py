@@ -173,3 +173,19 @@ def test_cli_bad_extra_file_is_one_line_and_exit_2(capsys, files, tmp_path):
     assert rc == 2 and "no precomputed ratings" in err
     rc, _, err = run(capsys, "distill", str(games), "--extra", str(tmp_path / "missing.jsonl"))
     assert rc == 2 and "no such file" in err
+
+
+def test_heldout_on_the_files_own_ratings_is_a_reference(capsys, files, tmp_path):
+    _, contrast, _ = files
+    rows = [turing_row(g, "A" if g % 2 else "B", SLANGY, FORMAL, ai_model=f"bot-{g % 3}") for g in range(24)]
+    for row in rows:  # the toy ratings follow the human: 5s for the human's side, 1s for the AI's
+        if row["who_is_human"] == "B":
+            row["likert_evaluation_A"], row["likert_evaluation_B"] = row["likert_evaluation_B"], row["likert_evaluation_A"]
+    games = write_csv(tmp_path / "rated.csv", rows)
+    rc, lines, _ = run(capsys, "fit", str(games), "--precomputed", "--heldout", "--heldout-by", "ai_model", "--json")
+    rep = lines[-1]
+    assert rc == 0 and rep["judge"] == "precomputed" and set(rep["accuracy_by_held_out_system"]) == {
+        "bot-0", "bot-1", "bot-2"}
+    assert rep["heldout_accuracy"] == 1.0
+    rc, _, err = run(capsys, "fit", str(games), "--precomputed", "--heldout", "--extra", str(contrast))
+    assert rc == 2 and "no precomputed ratings" in err
