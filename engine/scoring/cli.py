@@ -140,7 +140,8 @@ def cmd_fit(args) -> int:
         report = evaluate_heldout(data.dialogues, judge, questionnaire=q, config=config,
                                   outer_folds=args.outer_folds, repeats=args.repeats, seed=args.seed,
                                   by=args.heldout_by, extra=extra, extra_in=_extra_in(args),
-                                  extra_weight=args.extra_weight, inner_by=args.inner_by)
+                                  extra_weight=args.extra_weight, inner_by=args.inner_by,
+                                  style=args.style_features)
         _emit(report, args.json, json.dumps(report, indent=1))
         return 0
     if extra and args.precomputed:
@@ -181,7 +182,7 @@ def cmd_distill(args) -> int:
                              model_id=args.save_as, source=args.source or Path(args.path).stem,
                              extra=extra, extra_weight=args.extra_weight,
                              extra_source=",".join(Path(p).name for p in args.extra or []),
-                             folds_by=args.folds_by)
+                             folds_by=args.folds_by, style=args.style_features)
     save_model(model)
     report = {"model": model.id, "judge": f"distilled:{model.id}", "n": len(rated), "traits": model.trait_ids,
               **{k: v for k, v in model.meta.items() if k != "format_version"}}
@@ -267,6 +268,12 @@ def _extra_options(p: argparse.ArgumentParser, fit: bool) -> None:
                             "the weight fit, or both (default both)")
 
 
+def _style_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--style-features", action="store_true",
+                   help="distilled judge: add style-consistency features (how much lower-case starts, end "
+                        "punctuation and message length vary between the speaker's messages)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questionnaire", default="hal32", help="questionnaire id, id@version or file (default hal32)")
     p.add_argument("--model", default=None,
@@ -315,6 +322,7 @@ def register(subparsers) -> None:
     p.add_argument("--save-as", default=None, help="weights id to save under (default fit-JUDGE)")
     p.add_argument("--no-save", action="store_true")
     _extra_options(p, fit=True)
+    _style_option(p)
     _common(p)
     p.set_defaults(func=_guarded(cmd_fit))
 
@@ -328,6 +336,7 @@ def register(subparsers) -> None:
     p.add_argument("--source", default=None, help="a name for whose ratings these are (default: file name)")
     p.add_argument("--save-as", default=None, help="model id (default SOURCE-TIMESTAMP)")
     _extra_options(p, fit=False)
+    _style_option(p)
     _common(p)
     p.set_defaults(func=_guarded(cmd_distill))
 

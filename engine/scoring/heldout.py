@@ -64,6 +64,7 @@ def evaluate_heldout(
     extra_in: tuple[str, ...] = EXTRA_USES,
     extra_weight: float = 1.0,
     inner_by: str = "game",
+    style: bool = False,
     progress=None,
 ) -> dict:
     """Accuracy on held-out games of ``judge`` + weights fitted on the other games.
@@ -132,7 +133,7 @@ def evaluate_heldout(
                 distil_extra = extra if "distill" in extra_in else None
                 model, oof = fit_distilled(train, [d.ratings for d in train], q.trait_ids, alpha=alpha,
                                            lexical_weight=lexical_weight, folds=inner_folds, source="heldout",
-                                           extra=distil_extra, extra_weight=extra_weight, folds_by=inner_by)
+                                           extra=distil_extra, extra_weight=extra_weight, folds_by=inner_by, style=style)
                 train_R, test_R = oof[:len(tr)], model.predict([items[i] for i in te], lex[te])
                 if extra:
                     extra_R = oof[len(tr):] if distil_extra else model.predict(extra, lex_extra)
@@ -160,7 +161,7 @@ def evaluate_heldout(
         "held_out_by": by, "outer_folds": len(outer[0]), "repeats": len(outer),
         "penalty": config.penalty, "C": config.C,
         "select": config.select,
-        **({"inner_by": inner_by} if judge == "distilled" else {}),
+        **({"inner_by": inner_by, "style_features": style} if judge == "distilled" else {}),
         "n_extra": len(extra), **({"extra_in": list(extra_in), "extra_weight": extra_weight} if extra else {}),
         "heldout_accuracy": float(np.mean(fold_acc)), "heldout_std": float(np.std(fold_acc)),
         "heldout_pairwise_accuracy": float(np.mean(fold_pair)), "heldout_pairwise_std": float(np.std(fold_pair)),

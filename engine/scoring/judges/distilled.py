@@ -36,7 +36,7 @@ from engine import paths
 from engine.errors import BadRequest
 from engine.ids import check_id, is_valid_id
 from engine.scoring.dialogue import Dialogue
-from engine.scoring.features import feature_matrix
+from engine.scoring.features import feature_matrix, style_consistency
 from engine.scoring.judges.base import Judge, JudgeUnavailable, Ratings, RatingError, rows_to_ratings
 from engine.scoring.ngrams import HashedCharTfidf
 
@@ -77,24 +77,29 @@ def hashed_word_analyzer(doc: str) -> list[str]:
 class TextFeatures:
     """Character 1-4-grams (hashed, case kept), word 1-2-grams and the lexical features, side by side."""
 
-    def __init__(self, lexical_weight: float = 0.05):
+    def __init__(self, lexical_weight: float = 0.05, style: bool = False):
         self.lexical_weight = lexical_weight
+        self.style = style  # append the style-consistency features to the lexical ones
         self.chars = HashedCharTfidf(ngram_range=(1, 4), min_df=2)
         self.words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, dtype=np.float32)
         self.lex_mean: np.ndarray | None = None
         self.lex_scale: np.ndarray | None = None
 
+    def _lexical(self, dialogues: list[Dialogue], lex: np.ndarray | None) -> np.ndarray:
+        lex = feature_matrix(dialogues) if lex is None else lex
+        return np.hstack([lex, style_consistency(dialogues)]) if self.style else lex
+
     def fit(self, dialogues: list[Dialogue], lex: np.ndarray | None = None) -> "TextFeatures":
         texts = [d.speaker_text() for d in dialogues]
         self.chars.fit(texts)
         self.words.fit(texts)
-        scaler = StandardScaler().fit(np.nan_to_num(feature_matrix(dialogues) if lex is None else lex))
+        scaler = StandardScaler().fit(np.nan_to_num(self._lexical(dialogues, lex)))
         self.lex_mean, self.lex_scale = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
         return self
 
     def transform(self, dialogues: list[Dialogue], lex: np.ndarray | None = None):
         texts = [d.speaker_text() for d in dialogues]
-        lex = feature_matrix(dialogues) if lex is None else lex
+        lex = self._lexical(dialogues, lex)
         scaled = np.clip((np.nan_to_num(lex) - self.lex_mean) / self.lex_scale, -5, 5) * self.lexical_weight
         return hstack([self.chars.transform(texts), self.words.transform(texts), csr_matrix(scaled)]).tocsr()
 
@@ -104,8 +109,9 @@ class TextFeatures:
 
     @classmethod
     def from_parts(cls, lexical_weight: float, chars: HashedCharTfidf, vocabulary: list[str],
-                   word_idf: np.ndarray, lex_mean: np.ndarray, lex_scale: np.ndarray) -> "TextFeatures":
-        feats = cls(lexical_weight)
+                   word_idf: np.ndarray, lex_mean: np.ndarray, lex_scale: np.ndarray,
+                   style: bool = False) -> "TextFeatures":
+        feats = cls(lexical_weight, style)
         feats.chars = chars
         if vocabulary and all(t.startswith(HASHED) for t in vocabulary):
             feats.words = TfidfVectorizer(analyzer=hashed_word_analyzer, sublinear_tf=True, dtype=np.float32,
@@ -150,8 +156,8 @@ def _targets(rows: list[dict[int, float | None]], trait_ids: list[int]) -> np.nd
 
 
 def _fit_one(dialogues, Y, lex, alpha, lexical_weight, pseudo=None, human=None,
-             extra_weight: float = 1.0) -> tuple[TextFeatures, np.ndarray, np.ndarray]:
-    feats = TextFeatures(lexical_weight).fit(dialogues, lex)
+             extra_weight: float = 1.0, style: bool = False) -> tuple[TextFeatures, np.ndarray, np.ndarray]:
+    feats = TextFeatures(lexical_weight, style).fit(dialogues, lex)
     Y = Y.copy()
     weight = None
     if pseudo is not None and pseudo.any():
@@ -187,6 +193,7 @@ def fit_distilled(
     extra_weight: float = 1.0,
     extra_source: str = "",
     folds_by: str = "game",
+    style: bool = False,
 ) -> tuple[DistilledModel, np.ndarray]:
     """Fit on all items; also return out-of-fold predictions from game-grouped folds.
 
@@ -248,10 +255,10 @@ def fit_distilled(
         for tr, te in GroupKFold(n_splits=folds).split(lex, groups=groups):
             feats, coef, intercept = _fit_one([dialogues[i] for i in tr], Y[tr], lex[tr], alpha, lexical_weight,
                                               None if pseudo is None else pseudo[tr],
-                                              None if human is None else human[tr], extra_weight)
+                                              None if human is None else human[tr], extra_weight, style)
             part = DistilledModel("fold", trait_ids, feats, coef, intercept)
             oof[te] = part.predict([dialogues[i] for i in te], lex[te])
-    feats, coef, intercept = _fit_one(dialogues, Y, lex, alpha, lexical_weight, pseudo, human, extra_weight)
+    feats, coef, intercept = _fit_one(dialogues, Y, lex, alpha, lexical_weight, pseudo, human, extra_weight, style)
     heldout = {}
     for j, t in enumerate(trait_ids):
         ok = np.isfinite(Y[:, j]) & np.isfinite(oof[:, j])
@@ -266,6 +273,7 @@ def fit_distilled(
         meta={"format_version": FORMAT_VERSION, "source": source, "n": n_rated, "alpha": alpha,
               "lexical_weight": lexical_weight, "folds": folds, "heldout": heldout,
               **({"folds_by": folds_by} if folds_by != "game" else {}),
+              **({"style_features": True} if style else {}),
               **({"extra": {"n": len(extra), "n_human": sum(1 for d in extra if d.is_human),
                             "weight": extra_weight, "source": extra_source, "targets": "label means"}}
                  if extra else {}),
@@ -296,7 +304,7 @@ def save_model(model: DistilledModel, folder: Path | None = None, hashed_words: 
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": "distilled", "id": model.id,
             "trait_ids": [int(t) for t in model.trait_ids],
             **{k: v for k, v in model.meta.items() if k not in ("format", "format_version", "kind", "id", "trait_ids")},
-            "features": {"lexical_weight": feats.lexical_weight,
+            "features": {"lexical_weight": feats.lexical_weight, **({"style": True} if feats.style else {}),
                          "chars": {"ngram_range": list(feats.chars.ngram_range), "bits": feats.chars.bits,
                                    "min_df": feats.chars.min_df}}}
     try:
@@ -432,7 +440,8 @@ def _load_folder(folder: Path) -> DistilledModel:
     if len(lex_mean) != len(lex_scale) or (lex_scale == 0).any():
         raise ValueError("lexical scaling is inconsistent")
     feats = TextFeatures.from_parts(float(fmeta["lexical_weight"]), chars, vocabulary, word_idf.astype(np.float32),
-                                    lex_mean.astype(np.float64), lex_scale.astype(np.float64))
+                                    lex_mean.astype(np.float64), lex_scale.astype(np.float64),
+                                    style=fmeta.get("style", False) is True)
     if coef.shape != (len(trait_ids), feats.width()) or intercept.shape != (len(trait_ids),):
         raise ValueError(f"coefficients of shape {coef.shape} do not fit {len(trait_ids)} traits "
                          f"and {feats.width()} features")

@@ -156,9 +156,9 @@ def test_cli_fit_heldout_and_distill_take_extra_files(capsys, files):
                        "--extra", str(contrast), "--extra-ai", str(own), "--json")
     assert rc == 0 and lines[-1]["n_extra"] == 16 and lines[-1]["n"] == 48
     rc, lines, _ = run(capsys, "distill", str(games), "--folds", "3", "--save-as", "wide", "--extra", str(contrast),
-                       "--extra-weight", "0.5", "--folds-by", "ai_model", "--json")
+                       "--extra-weight", "0.5", "--folds-by", "ai_model", "--style-features", "--json")
     assert rc == 0 and lines[-1]["extra"]["n"] == 12 and lines[-1]["extra"]["weight"] == 0.5
-    assert lines[-1]["folds_by"] == "ai_model"
+    assert lines[-1]["folds_by"] == "ai_model" and lines[-1]["style_features"] is True
     rc, lines, _ = run(capsys, "fit", str(games), "--judge", "distilled", "--model", "wide", "--extra", str(contrast),
                        "--no-save", "--folds", "3", "--json")
     assert rc == 0 and lines[-1]["n"] == 60 and lines[-1]["n_extra"] == 12
@@ -189,3 +189,30 @@ def test_heldout_on_the_files_own_ratings_is_a_reference(capsys, files, tmp_path
     assert rep["heldout_accuracy"] == 1.0
     rc, _, err = run(capsys, "fit", str(games), "--precomputed", "--heldout", "--extra", str(contrast))
     assert rc == 2 and "no precomputed ratings" in err
+
+
+def test_style_consistency_tells_a_mixed_style_from_a_fixed_one():
+    from engine.scoring.features import STYLE_NAMES, style_consistency
+
+    person = chat("p", ["lol ok", "Sure thing.", "idk maybe later tonight i guess", "Yes"])
+    bot = chat("b", ["Certainly, I can help.", "That sounds lovely.", "I agree completely.", "Thank you."])
+    one = chat("o", ["just one message"])
+    S = style_consistency([person, bot, one])
+    assert S.shape == (3, len(STYLE_NAMES))
+    assert (S[0] > S[1]).all() and S[1, 0] == 0 and S[1, 1] == 0  # the bot never varies case or punctuation
+    assert np.isnan(S[2]).all()  # one message has no variation to measure
+
+
+def test_a_judge_with_style_features_saves_and_loads_and_rates_the_same(tmp_path):
+    from engine.scoring.judges.distilled import _load_folder, save_model
+
+    items = rated_items()
+    model, _ = fit_distilled(items, [d.ratings for d in items], [2, 3], folds=3, model_id="styled", style=True)
+    plain, _ = fit_distilled(items, [d.ratings for d in items], [2, 3], folds=3, model_id="plain")
+    assert model.features.width() == plain.features.width() + 3
+    folder = save_model(model, tmp_path)
+    meta = json.loads((folder / "judge.json").read_text())
+    assert meta["features"]["style"] is True
+    assert "style" not in json.loads((save_model(plain, tmp_path) / "judge.json").read_text())["features"]
+    again = _load_folder(folder)
+    assert np.allclose(again.predict(items[:6]), model.predict(items[:6]), atol=1e-5)
