@@ -117,9 +117,9 @@ def pick_contexts(chats: list[tuple[str, list[tuple[str, str]]]], n: int, contex
     return out
 
 
-def _messages(ctx: Context) -> list[dict]:
+def _messages(ctx: Context, system: str | None = None) -> list[dict]:
     """The context from the responder's side: the partner is the user."""
-    msgs = [{"role": "system", "content": SYSTEM}]
+    msgs = [{"role": "system", "content": system or SYSTEM}]
     for speaker, text in ctx.turns:
         role = "assistant" if speaker == RESPONDER else "user"
         if msgs[-1]["role"] == role:
@@ -130,7 +130,8 @@ def _messages(ctx: Context) -> list[dict]:
 
 
 def build_contrast(contexts: Iterable[Context], model, *, temperature: float = 0.7, top_p: float = 0.9,
-                   max_tokens: int = 60, seed: int = 0, progress: Callable[[int, int], None] | None = None):
+                   max_tokens: int = 60, seed: int = 0, progress: Callable[[int, int], None] | None = None,
+                   system: str | None = None):
     """Yield ``(records, problem)`` per context: two JSONL records (human, ai)
     or a reason the context was skipped (an empty or failed generation)."""
     from engine.models.base import Sampling
@@ -143,7 +144,7 @@ def build_contrast(contexts: Iterable[Context], model, *, temperature: float = 0
         item_seed = (seed * 1_000_003 + int(hashlib.sha256(ctx.group.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
         sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=item_seed)
         try:
-            result = model.generate(_messages(ctx), sampling, None, lambda _t: None, lambda: False)
+            result = model.generate(_messages(ctx, system), sampling, None, lambda _t: None, lambda: False)
             reply = " ".join(result.text.split())
         except EngineError as exc:
             yield None, f"{ctx.group}: generation failed ({exc.message})"
@@ -152,7 +153,7 @@ def build_contrast(contexts: Iterable[Context], model, *, temperature: float = 0
             yield None, f"{ctx.group}: the model's reply was empty"
             continue
         turns = [list(t) for t in ctx.turns]
-        meta = {"source": "chitchat", "context": ctx.source}
+        meta = {"source": "chitchat", "context": ctx.source, **({"system": system} if system else {})}
         ai_meta = {**meta, "ai_model": info.get("name") or str(getattr(model, "path", "")),
                    "backend": getattr(model, "backend", ""), "sampling": sampling.to_dict(),
                    "chat_template_digest": info.get("chat_template_digest"), "finish_reason": result.finish_reason}

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from engine.errors import EngineError
+from engine.errors import BadRequest, EngineError
 from engine.scoring.importers import load_any
 from engine.scoring.judges import RatingError, available_judges, get_judge
 from engine.scoring.score import score_ratings
@@ -96,6 +96,34 @@ def _fit_ratings(judge, dialogues):
     return judge.rate_many(dialogues), 0
 
 
+def _extra(args, out_json: bool):
+    """The labelled dialogues of ``--extra`` files and every dialogue of ``--extra-ai`` files
+    (labelled AI), their problems reported line by line; None when there are none."""
+    from dataclasses import replace
+
+    from engine.scoring.dialogue import AI
+
+    sources = [(path, False) for path in getattr(args, "extra", None) or []]
+    sources += [(path, True) for path in getattr(args, "extra_ai", None) or []]
+    if not sources:
+        return None
+    items = []
+    for path, all_ai in sources:
+        data = load_any(path)
+        for p in data.problems:
+            _emit(p.as_json(), out_json, f"{p.item}: {p.reason}")
+        if all_ai:
+            labelled = [replace(d, label=AI, id=f"{Path(path).stem}:{d.id}",
+                                group=f"{Path(path).stem}:{d.group or d.id}") for d in data.dialogues]
+        else:
+            labelled = [d for d in data.dialogues if d.label is not None]
+        if not labelled:
+            raise BadRequest(f"{path}: no item " + ("" if all_ai else "with a human/AI label ")
+                             + f"to use as {'--extra-ai' if all_ai else '--extra'}")
+        items += labelled
+    return items
+
+
 def cmd_fit(args) -> int:
     from engine.scoring.fit import FitConfig, build_table, cross_validate, save_fit
     from engine.scoring.heldout import evaluate_heldout
@@ -106,21 +134,28 @@ def cmd_fit(args) -> int:
     data = load_any(args.path)
     for p in data.problems:
         _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
+    extra = _extra(args, args.json)
     if args.heldout:
-        judge = "distilled" if args.judge == "distilled" else "lexical"
+        judge = "precomputed" if args.precomputed else "distilled" if args.judge == "distilled" else "lexical"
         report = evaluate_heldout(data.dialogues, judge, questionnaire=q, config=config,
                                   outer_folds=args.outer_folds, repeats=args.repeats, seed=args.seed,
-                                  by=args.heldout_by)
+                                  by=args.heldout_by, extra=extra, extra_in=_extra_in(args),
+                                  extra_weight=args.extra_weight, inner_by=args.inner_by,
+                                  style=args.style_features)
         _emit(report, args.json, json.dumps(report, indent=1))
         return 0
+    if extra and args.precomputed:
+        raise BadRequest("--extra items have no precomputed ratings: fit them with a judge (--judge)")
     name = "precomputed" if args.precomputed else args.judge
     judge = get_judge(name, questionnaire=q, cache=not args.no_cache, **_judge_opts(args))
-    ratings, from_oof = _fit_ratings(judge, data.dialogues)
-    table, problems = build_table(data.dialogues, ratings, q.trait_ids)
+    fit_items = data.dialogues + (extra or [])
+    ratings, from_oof = _fit_ratings(judge, fit_items)
+    table, problems = build_table(fit_items, ratings, q.trait_ids)
     for p in problems:
         _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
     report = cross_validate(table, config)
-    report.update({"judge": judge.judge_id, "questionnaire": q.ref, "out_of_fold_ratings": from_oof})
+    report.update({"judge": judge.judge_id, "questionnaire": q.ref, "out_of_fold_ratings": from_oof,
+                   "n_extra": len(extra or [])})
     if not args.no_save:
         saved = save_fit(report, q, judge=judge.judge_id, source=str(args.path), config=config,
                          weights_id=args.save_as)
@@ -142,10 +177,15 @@ def cmd_distill(args) -> int:
     for p in data.problems:
         _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
     rated = [d for d in data.dialogues if d.ratings]
+    extra = _extra(args, args.json)
     model, _ = fit_distilled(rated, [d.ratings for d in rated], q.trait_ids, alpha=args.alpha, folds=args.folds,
-                             model_id=args.save_as, source=args.source or Path(args.path).stem)
+                             model_id=args.save_as, source=args.source or Path(args.path).stem,
+                             extra=extra, extra_weight=args.extra_weight,
+                             extra_source=",".join(Path(p).name for p in args.extra or []),
+                             folds_by=args.folds_by, style=args.style_features)
     saved = save_model(model, Path(args.out) if args.out else None)
-    report = {"model": model.id, "folder": str(saved), "judge": f"distilled:{model.id}", "n": len(rated), "traits": model.trait_ids,
+    report = {"model": model.id, "folder": str(saved), "judge": f"distilled:{model.id}", "n": len(rated),
+              "traits": model.trait_ids,
               **{k: v for k, v in model.meta.items() if k != "format_version"}}
     _emit(report, args.json, json.dumps(report, indent=1))
     return 0
@@ -200,13 +240,39 @@ def cmd_contrast_build(args) -> int:
     model = LlamaCppModel(path, n_ctx_per_seq=2048, max_seqs=1, n_threads=args.threads)
     try:
         report = write_contrast(Path(args.out), args.n, model, source=args.source, context=args.context,
-                                seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens)
+                                seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens,
+                                system=args.system)
     finally:
         model.close()
     for problem in report["problems"]:
         _emit({"error": problem}, args.json, problem)
     _emit(report, args.json, f"{report['pairs']} pairs written to {report['out']}")
     return 0 if report["pairs"] else 3
+
+
+def _extra_in(args) -> tuple[str, ...]:
+    return {"both": ("distill", "weights"), "distill": ("distill",), "weights": ("weights",)}[args.extra_in]
+
+
+def _extra_options(p: argparse.ArgumentParser, fit: bool) -> None:
+    p.add_argument("--extra", action="append", default=None, metavar="FILE",
+                   help="labelled dialogues without ratings to learn from too (e.g. hal contrast build's "
+                        "JSONL); repeatable" + ("" if fit else ": each learns the mean ratings of its label"))
+    p.add_argument("--extra-ai", action="append", default=None, metavar="FILE",
+                   help="like --extra, but every dialogue of FILE is AI-written (e.g. a model's own "
+                        "conversations); repeatable")
+    p.add_argument("--extra-weight", type=float, default=1.0,
+                   help="weight of an --extra item in the distillation relative to a rated one (default 1)")
+    if fit:
+        p.add_argument("--extra-in", default="both", choices=["both", "distill", "weights"],
+                       help="with --heldout and the distilled judge: use --extra items in the distillation, "
+                            "the weight fit, or both (default both)")
+
+
+def _style_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--style-features", action="store_true",
+                   help="distilled judge: add style-consistency features (how much lower-case starts, end "
+                        "punctuation and message length vary between the speaker's messages)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -246,12 +312,18 @@ def register(subparsers) -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout", action="store_true",
-                   help="nested test on held-out games for a local judge (lexical or distilled)")
+                   help="nested test on held-out games for a local judge (lexical or distilled), or of weights "
+                        "alone on the file's own ratings (--precomputed)")
     p.add_argument("--outer-folds", type=int, default=5, help="outer game-grouped splits for --heldout")
     p.add_argument("--heldout-by", default="game", choices=["game", "ai_model"],
                    help="hold out random games, or all games of one AI system at a time")
+    p.add_argument("--inner-by", default="game", choices=["game", "ai_model"],
+                   help="with --heldout and the distilled judge: its inner folds (whose out-of-fold ratings "
+                        "the weights learn on) hold out games or whole AI systems")
     p.add_argument("--save-as", default=None, help="weights id to save under (default fit-JUDGE)")
     p.add_argument("--no-save", action="store_true")
+    _extra_options(p, fit=True)
+    _style_option(p)
     _common(p)
     p.set_defaults(func=_guarded(cmd_fit))
 
@@ -259,11 +331,16 @@ def register(subparsers) -> None:
     p.add_argument("path")
     p.add_argument("--alpha", type=float, default=3.0, help="ridge strength")
     p.add_argument("--folds", type=int, default=5, help="game-grouped folds for the held-out correlations")
+    p.add_argument("--folds-by", default="game", choices=["game", "ai_model"],
+                   help="the folds of the out-of-fold ratings hold out games, or whole AI systems (so weights "
+                        "fitted on them learn how an unseen system is rated)")
     p.add_argument("--source", default=None, help="a name for whose ratings these are (default: file name)")
     p.add_argument("--save-as", default=None, help="model id (default SOURCE-TIMESTAMP)")
     p.add_argument("--out", default=None,
                    help="write the judge folder <id>/ here instead of the user's judges (e.g. resources/judges "
                         "to ship it with the studio)")
+    _extra_options(p, fit=False)
+    _style_option(p)
     _common(p)
     p.set_defaults(func=_guarded(cmd_distill))
 
@@ -302,6 +379,9 @@ def _register_contrast(subparsers) -> None:
     b.add_argument("--temperature", type=float, default=0.7)
     b.add_argument("--max-tokens", type=int, default=60)
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--system", default=None,
+                   help="the model's system prompt (default: chat casually with a stranger); another persona "
+                        "gives more varied AI text")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_guarded(cmd_contrast_build))
 

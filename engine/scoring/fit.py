@@ -80,13 +80,14 @@ def _model(config: FitConfig) -> LogisticRegression:
     return LogisticRegression(C=config.C, max_iter=5000)
 
 
-def fit_once(X: np.ndarray, y: np.ndarray, config: FitConfig) -> tuple[np.ndarray, float]:
+def fit_once(X: np.ndarray, y: np.ndarray, config: FitConfig,
+             sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Weights over all columns (zeros where not selected) and the bias."""
-    m = _model(config).fit(X, y)
+    m = _model(config).fit(X, y, sample_weight=sample_weight)
     w, b = m.coef_[0].copy(), float(m.intercept_[0])
     if config.select and config.select < X.shape[1]:
         keep = np.sort(np.argsort(-np.abs(w), kind="stable")[: config.select])
-        m = _model(config).fit(X[:, keep], y)
+        m = _model(config).fit(X[:, keep], y, sample_weight=sample_weight)
         w = np.zeros(X.shape[1])
         w[keep] = m.coef_[0]
         b = float(m.intercept_[0])

@@ -36,7 +36,7 @@ from engine import paths
 from engine.errors import BadRequest
 from engine.ids import check_id, is_valid_id
 from engine.scoring.dialogue import Dialogue
-from engine.scoring.features import feature_matrix
+from engine.scoring.features import feature_matrix, style_consistency
 from engine.scoring.judges.base import Judge, JudgeUnavailable, Ratings, RatingError, rows_to_ratings
 from engine.scoring.ngrams import HashedCharTfidf
 
@@ -77,24 +77,29 @@ def hashed_word_analyzer(doc: str) -> list[str]:
 class TextFeatures:
     """Character 1-4-grams (hashed, case kept), word 1-2-grams and the lexical features, side by side."""
 
-    def __init__(self, lexical_weight: float = 0.05):
+    def __init__(self, lexical_weight: float = 0.05, style: bool = False):
         self.lexical_weight = lexical_weight
+        self.style = style  # append the style-consistency features to the lexical ones
         self.chars = HashedCharTfidf(ngram_range=(1, 4), min_df=2)
         self.words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, dtype=np.float32)
         self.lex_mean: np.ndarray | None = None
         self.lex_scale: np.ndarray | None = None
 
+    def _lexical(self, dialogues: list[Dialogue], lex: np.ndarray | None) -> np.ndarray:
+        lex = feature_matrix(dialogues) if lex is None else lex
+        return np.hstack([lex, style_consistency(dialogues)]) if self.style else lex
+
     def fit(self, dialogues: list[Dialogue], lex: np.ndarray | None = None) -> "TextFeatures":
         texts = [d.speaker_text() for d in dialogues]
         self.chars.fit(texts)
         self.words.fit(texts)
-        scaler = StandardScaler().fit(np.nan_to_num(feature_matrix(dialogues) if lex is None else lex))
+        scaler = StandardScaler().fit(np.nan_to_num(self._lexical(dialogues, lex)))
         self.lex_mean, self.lex_scale = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
         return self
 
     def transform(self, dialogues: list[Dialogue], lex: np.ndarray | None = None):
         texts = [d.speaker_text() for d in dialogues]
-        lex = feature_matrix(dialogues) if lex is None else lex
+        lex = self._lexical(dialogues, lex)
         scaled = np.clip((np.nan_to_num(lex) - self.lex_mean) / self.lex_scale, -5, 5) * self.lexical_weight
         return hstack([self.chars.transform(texts), self.words.transform(texts), csr_matrix(scaled)]).tocsr()
 
@@ -104,8 +109,9 @@ class TextFeatures:
 
     @classmethod
     def from_parts(cls, lexical_weight: float, chars: HashedCharTfidf, vocabulary: list[str],
-                   word_idf: np.ndarray, lex_mean: np.ndarray, lex_scale: np.ndarray) -> "TextFeatures":
-        feats = cls(lexical_weight)
+                   word_idf: np.ndarray, lex_mean: np.ndarray, lex_scale: np.ndarray,
+                   style: bool = False) -> "TextFeatures":
+        feats = cls(lexical_weight, style)
         feats.chars = chars
         if vocabulary and all(t.startswith(HASHED) for t in vocabulary):
             feats.words = TfidfVectorizer(analyzer=hashed_word_analyzer, sublinear_tf=True, dtype=np.float32,
@@ -149,12 +155,24 @@ def _targets(rows: list[dict[int, float | None]], trait_ids: list[int]) -> np.nd
     return Y
 
 
-def _fit_one(dialogues, Y, lex, alpha, lexical_weight) -> tuple[TextFeatures, np.ndarray, np.ndarray]:
-    feats = TextFeatures(lexical_weight).fit(dialogues, lex)
+def _fit_one(dialogues, Y, lex, alpha, lexical_weight, pseudo=None, human=None,
+             extra_weight: float = 1.0, style: bool = False) -> tuple[TextFeatures, np.ndarray, np.ndarray]:
+    feats = TextFeatures(lexical_weight, style).fit(dialogues, lex)
+    Y = Y.copy()
+    weight = None
+    if pseudo is not None and pseudo.any():
+        # An extra item (labelled, not rated) learns the mean rating of the rated items of its
+        # own label in this training set: the human-vs-AI direction, drawn from more varied text.
+        rated = ~pseudo
+        for is_human in (True, False):
+            rows = pseudo & (human == is_human)
+            if rows.any():
+                Y[rows] = np.nanmean(Y[rated & (human == is_human)], axis=0)
+        weight = np.where(pseudo, extra_weight, 1.0)
     # A missing target rating is filled with that trait's mean so one gap does not drop the row.
     means = np.nanmean(Y, axis=0)
     Yf = np.where(np.isnan(Y), means, Y)
-    ridge = Ridge(alpha=alpha).fit(feats.transform(dialogues, lex), Yf)
+    ridge = Ridge(alpha=alpha).fit(feats.transform(dialogues, lex), Yf, sample_weight=weight)
     # float32, as saved: a judge rates the same before and after it is written out
     coef = np.asarray(ridge.coef_, dtype=np.float32).reshape(Y.shape[1], -1)
     intercept = np.asarray(ridge.intercept_, dtype=np.float64).reshape(Y.shape[1])
@@ -171,13 +189,33 @@ def fit_distilled(
     folds: int = 5,
     model_id: str | None = None,
     source: str = "",
+    extra: list[Dialogue] | None = None,
+    extra_weight: float = 1.0,
+    extra_source: str = "",
+    folds_by: str = "game",
+    style: bool = False,
 ) -> tuple[DistilledModel, np.ndarray]:
     """Fit on all items; also return out-of-fold predictions from game-grouped folds.
 
     The out-of-fold predictions give the held-out correlations stored in
     ``meta['heldout']`` and are what weights should be fitted on, since a judge
     rating its own training items is over-confident.
+
+    ``extra``: labelled dialogues without ratings (e.g. ``hal contrast build``'s
+    human replies and model replies). Each learns, inside every fit, the mean
+    ratings of the rated items of its label in that fit's training part, with
+    weight ``extra_weight``; the returned out-of-fold array covers them too (after
+    the rated items). The held-out correlations are over the rated items only.
+
+    ``folds_by="ai_model"`` makes the folds hold out whole AI systems (an item's
+    ``meta['ai_model']``; the extra items are one more system): each out-of-fold
+    rating then comes from a judge that never saw that system, as a new model's
+    replies will be rated, so weights fitted on them learn where an unseen
+    system's replies fall rather than where familiar ones do.
     """
+    if folds_by not in ("game", "ai_model"):
+        raise BadRequest(f"folds can hold out games or AI systems ('game' or 'ai_model'), not {folds_by!r}")
+    extra = list(extra or [])
     if len(dialogues) != len(targets) or len(dialogues) < max(folds, 2) * 2:
         raise BadRequest(f"need at least {max(folds, 2) * 2} rated items to distil a judge, got {len(dialogues)}")
     trait_ids = sorted(trait_ids or {t for r in targets for t, v in r.items() if v is not None})
@@ -186,16 +224,41 @@ def fit_distilled(
     trait_ids, Y = [trait_ids[j] for j in keep], Y[:, keep]
     if not trait_ids:
         raise BadRequest("no trait has enough ratings to distil")
+    n_rated = len(dialogues)
+    pseudo = human = None
+    if extra:
+        if any(d.label is None for d in extra):
+            raise BadRequest("every extra item needs a human/AI label")
+        labels = [d.is_human for d in dialogues]
+        if not ({True, False} <= set(labels)):
+            raise BadRequest("extra items need rated items of both labels (human and AI) to learn from",
+                             detail="the rated items have no human/AI label" if None in labels else "")
+        if not extra_weight > 0:
+            raise BadRequest("extra_weight must be above 0")
+        human = np.array(labels + [d.is_human for d in extra], dtype=object)
+        pseudo = np.r_[np.zeros(n_rated, bool), np.ones(len(extra), bool)]
+        Y = np.vstack([Y, np.full((len(extra), len(trait_ids)), np.nan)])
+        dialogues = list(dialogues) + extra
     lex = feature_matrix(dialogues)
-    groups = np.array([d.group or d.id for d in dialogues])
+    if folds_by == "ai_model":
+        systems = [str(d.meta.get("ai_model") or "") for d in dialogues[:n_rated]]
+        if "" in systems:
+            raise BadRequest("folds by AI system need an ai_model for every rated item (the Turing CSV has one)")
+        groups = np.array(systems + ["extra:"] * len(extra), dtype=object)
+        folds = min(folds, len(set(groups)))
+    else:
+        groups = np.array([d.group or d.id for d in dialogues[:n_rated]]
+                          + [f"extra:{d.group or d.id}" for d in extra], dtype=object)
     n_groups = len(set(groups))
     oof = np.full(Y.shape, np.nan)
     if n_groups >= folds:
         for tr, te in GroupKFold(n_splits=folds).split(lex, groups=groups):
-            feats, coef, intercept = _fit_one([dialogues[i] for i in tr], Y[tr], lex[tr], alpha, lexical_weight)
+            feats, coef, intercept = _fit_one([dialogues[i] for i in tr], Y[tr], lex[tr], alpha, lexical_weight,
+                                              None if pseudo is None else pseudo[tr],
+                                              None if human is None else human[tr], extra_weight, style)
             part = DistilledModel("fold", trait_ids, feats, coef, intercept)
             oof[te] = part.predict([dialogues[i] for i in te], lex[te])
-    feats, coef, intercept = _fit_one(dialogues, Y, lex, alpha, lexical_weight)
+    feats, coef, intercept = _fit_one(dialogues, Y, lex, alpha, lexical_weight, pseudo, human, extra_weight, style)
     heldout = {}
     for j, t in enumerate(trait_ids):
         ok = np.isfinite(Y[:, j]) & np.isfinite(oof[:, j])
@@ -207,8 +270,13 @@ def fit_distilled(
     model = DistilledModel(
         id=model_id or _default_id(source),
         trait_ids=trait_ids, features=feats, coef=coef, intercept=intercept,
-        meta={"format_version": FORMAT_VERSION, "source": source, "n": len(dialogues), "alpha": alpha,
+        meta={"format_version": FORMAT_VERSION, "source": source, "n": n_rated, "alpha": alpha,
               "lexical_weight": lexical_weight, "folds": folds, "heldout": heldout,
+              **({"folds_by": folds_by} if folds_by != "game" else {}),
+              **({"style_features": True} if style else {}),
+              **({"extra": {"n": len(extra), "n_human": sum(1 for d in extra if d.is_human),
+                            "weight": extra_weight, "source": extra_source, "targets": "label means"}}
+                 if extra else {}),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
         oof={d.digest(): [round(float(v), 3) for v in row] for d, row in zip(dialogues, oof)
              if np.isfinite(row).all()},
@@ -236,7 +304,7 @@ def save_model(model: DistilledModel, folder: Path | None = None, hashed_words: 
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": "distilled", "id": model.id,
             "trait_ids": [int(t) for t in model.trait_ids],
             **{k: v for k, v in model.meta.items() if k not in ("format", "format_version", "kind", "id", "trait_ids")},
-            "features": {"lexical_weight": feats.lexical_weight,
+            "features": {"lexical_weight": feats.lexical_weight, **({"style": True} if feats.style else {}),
                          "chars": {"ngram_range": list(feats.chars.ngram_range), "bits": feats.chars.bits,
                                    "min_df": feats.chars.min_df}}}
     try:
@@ -372,7 +440,8 @@ def _load_folder(folder: Path) -> DistilledModel:
     if len(lex_mean) != len(lex_scale) or (lex_scale == 0).any():
         raise ValueError("lexical scaling is inconsistent")
     feats = TextFeatures.from_parts(float(fmeta["lexical_weight"]), chars, vocabulary, word_idf.astype(np.float32),
-                                    lex_mean.astype(np.float64), lex_scale.astype(np.float64))
+                                    lex_mean.astype(np.float64), lex_scale.astype(np.float64),
+                                    style=fmeta.get("style", False) is True)
     if coef.shape != (len(trait_ids), feats.width()) or intercept.shape != (len(trait_ids),):
         raise ValueError(f"coefficients of shape {coef.shape} do not fit {len(trait_ids)} traits "
                          f"and {feats.width()} features")

@@ -99,3 +99,14 @@ def test_cli_builds_with_the_bundled_model(tmp_path, capsys):
     assert rc == 0 and report["pairs"] == 1
     data = load_jsonl(out)
     assert [d.label for d in data.dialogues] == ["human", "ai"] and data.dialogues[1].turns[-1].text
+
+
+def test_another_system_prompt_gives_the_model_another_persona(chats):
+    model = FakeModel()
+    contexts = pick_contexts(chats, 2, seed=0)
+    plain = [r for r, _ in build_contrast(contexts, model)]
+    persona = [r for r, _ in build_contrast(contexts, model, system="you text in lowercase")]
+    assert model.calls[0][0][0]["content"] != "you text in lowercase"
+    assert model.calls[2][0][0] == {"role": "system", "content": "you text in lowercase"}
+    assert persona[0][1]["meta"]["system"] == "you text in lowercase" and "system" not in plain[0][1]["meta"]
+    assert persona[0][0]["turns"] == plain[0][0]["turns"]  # same contexts and human replies
