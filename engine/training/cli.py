@@ -1,7 +1,8 @@
 """``hal round ...``, ``hal eval`` and ``hal bench train``: rounds run headless.
 
 Progress goes to stderr; ``--json`` prints one JSON object on stdout:
-{round_id, adapter, seconds, steps, metrics, verdict}.
+{round_id, adapter, seconds, steps, metrics, verdict, timings (seconds per phase),
+verdict_share (the verdict's share of the round's time)}.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _trim_verdict(v: dict | None) -> dict | None:
         return v
     keys = ("base", "aligned", "delta", "delta_ci", "traits_delta", "length_delta", "length", "canary",
             "canary_human_chat",
-            "n_prompts", "n_seeds", "judge", "weights", "adapter", "seconds")
+            "n_prompts", "n_seeds", "judge", "weights", "sampler", "adapter", "seconds", "timings")
     return {k: v[k] for k in keys if k in v}
 
 
@@ -63,7 +64,8 @@ def cmd_round(args: argparse.Namespace) -> int:
     out = {"round_id": out.get("round_id"), "adapter": out.get("adapter"),
            "seconds": out.get("seconds", round(time.perf_counter() - t0, 2)), "steps": out.get("steps"),
            "metrics": out.get("metrics") or {}, "verdict": _trim_verdict(out.get("verdict")),
-           **{k: v for k, v in out.items() if k in ("cancelled", "weights", "gguf_path", "adapter_path")}}
+           **{k: v for k, v in out.items()
+              if k in ("cancelled", "weights", "gguf_path", "adapter_path", "timings", "verdict_share")}}
     print(json.dumps(out, indent=None if args.json else 1, default=str))
     return 0
 
@@ -91,7 +93,7 @@ def register(sub) -> None:
     p = sub.add_parser("round", help="run an alignment round headless (DPO, online RL, reward updates)")
     p.add_argument("kind", choices=list(KINDS))
     p.add_argument("--preset", default="default", choices=["smoke", "default"],
-                   help="smoke: seconds, for checks; default: works on the bundled model on 2 cores")
+                   help="smoke: under a minute, for checks; default: works on the bundled model on 2 cores")
     p.add_argument("--config", help="a JSON file of settings over the preset")
     p.add_argument("--resume", help="id of a cancelled or failed round to resume")
     p.add_argument("--db", help="the studio store (default: the user's)")
@@ -118,12 +120,18 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--no-gui", dest="gui", action="store_false", help="skip the GUI measurement")
     p.add_argument("--gui-preset", default="smoke", choices=["smoke", "default"],
                    help="the round trained during the GUI measurement")
+    p.add_argument("--rss-preset", default="smoke", choices=["smoke", "default"],
+                   help="the round run through a real engine process to measure its memory before and after")
+    p.add_argument("--no-rss", dest="rss", action="store_false", default=True,
+                   help="skip the engine memory measurement")
     p.add_argument("--json", action="store_true")
 
     def _bench(args):
-        from engine.training.bench import bench_gui, bench_train
+        from engine.training.bench import bench_gui, bench_rss_round, bench_train
 
         out = bench_train(args.model, args.steps, args.batch_size, args.repeats, args.threads)
+        if args.rss:
+            out.update(bench_rss_round(args.model, args.rss_preset))
         if args.gui:
             out["gui"] = bench_gui(args.gui_preset)
             out["gui_p99_ms"] = out["gui"].get("p99_ms")

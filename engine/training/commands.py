@@ -12,6 +12,8 @@
 - ``pairs.export`` {pair_set, path, format: jsonl|datasets} -> {rows, path}
 - ``prompts.check`` {source: "bundled" | path} -> {name, digest, n_train, n_heldout, problems}
 A second ``round.start`` while one runs is answered with error kind ``round_busy``.
+Rounds and evals run in a child process that exits when done (engine/training/child.py),
+so the engine's memory after a round is what it was before.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from engine.errors import BadRequest
 from engine.jobs import JobState
 from engine.protocol import Message
 from engine.server import Engine, command
+from engine.training import child
 
 
 MAX_LIMIT = 100_000
@@ -62,6 +65,9 @@ def round_start(engine: Engine, msg: Message, state: JobState) -> dict:
     if not isinstance(overrides, dict):
         raise BadRequest("config must be an object of settings")
     config = kinds.make_config(kind, preset, overrides)  # validated before any work
+    if child.enabled():  # the child exits when done, so the engine's memory goes back to what it was
+        return child.run_in_child({"job": "round", "kind": kind, "preset": preset, "config": overrides},
+                                  state, engine.store.path)
     return kinds.run(kind, config, state, engine.store)
 
 
@@ -104,7 +110,10 @@ def evaluate(engine: Engine, msg: Message, state: JobState) -> dict:
     if not isinstance(overrides, dict):
         raise BadRequest("config must be an object of settings")
     overrides = {**overrides, "adapter": _str(msg.content, "adapter")}
-    return E.run(E.make_config("default", overrides), state, engine.store)
+    config = E.make_config("default", overrides)  # validated before any work
+    if child.enabled():
+        return child.run_in_child({"job": "eval", "config": overrides}, state, engine.store.path)
+    return E.run(config, state, engine.store)
 
 
 @command("pairs.export")

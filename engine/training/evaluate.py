@@ -24,6 +24,7 @@ class EvalConfig:
     sample_threads: int = opt(0, "llama.cpp threads (0 = auto)", 0, 256)
     threads: int = opt(0, "torch threads (0 = auto)", 0, 256)
     canary: bool = opt(True, "measure drift on held-out human-like chat")
+    canary_dialogues: int = opt(0, "dialogues in the drift canary (0 = all)", 0, 100_000)
     seed: int = opt(0, "seed offset for the replies", 0, 2**31 - 1)
 
 
@@ -38,6 +39,7 @@ def run(config: EvalConfig, state, store=None) -> dict:
     from engine.training.reward import load_reward
     from engine.training.rounds import get_adapter
     from engine.training.sampling import SampleSettings
+    from engine.training.phases import Phases
     from engine.training.verdict import canary_perplexity, run_verdict
 
     validate(config)
@@ -55,19 +57,19 @@ def run(config: EvalConfig, state, store=None) -> dict:
 
     model = PeftModel.from_pretrained(model, row["peft_path"])
     reward = load_reward(config.judge, config.weights)
-    sampler = policy.pick_sampler(config.sampler, base, model, tok, config.sample_threads)
-    if sampler.name == "llamacpp" and not row.get("gguf_path"):
-        policy.close(sampler)
-        sampler = policy.pick_sampler("transformers", base, model, tok)
-    new = row["gguf_path"] if sampler.name == "llamacpp" else "default"
-    dialogues = PS.canary_dialogues()
+    sampler, new = policy.verdict_sampler(config.sampler, base, row.get("gguf_path"), model, tok,
+                                          config.sample_threads, state.log)
+    dialogues = PS.canary_dialogues()[: config.canary_dialogues or None]
     ppl = (lambda on: canary_perplexity(model, tok, dialogues, on)) if config.canary else None
+    timer = Phases(state, {"verdict_sampling": 1.0})
     try:
         verdict = run_verdict(heldout, sampler, reward, None, new, config.verdict_seeds, 1234 + config.seed,
                               SampleSettings(0.7, 0.9, config.verdict_max_tokens), ppl, state.cancelled,
-                              lambda d, t: state.progress(d, t, f"verdict {d}/{t}"))
+                              lambda d, t: state.progress(d, t, f"verdict {d}/{t}"),
+                              phase=lambda name: timer.phase(name))
     finally:
         policy.close(sampler)
+    verdict["timings"] = timer.timings()["phases"]
     verdict["adapter"] = row.get("id") or row["peft_path"]
     verdict["seconds"] = round(time.perf_counter() - t0, 2)
     return verdict
