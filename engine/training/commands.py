@@ -68,7 +68,10 @@ def round_start(engine: Engine, msg: Message, state: JobState) -> dict:
     if child.enabled():  # the child exits when done, so the engine's memory goes back to what it was
         return child.run_in_child({"job": "round", "kind": kind, "preset": preset, "config": overrides},
                                   state, engine.store.path)
-    return kinds.run(kind, config, state, engine.store)
+    try:
+        return kinds.run(kind, config, state, engine.store)
+    finally:
+        child.give_back_memory()
 
 
 @command("round.list")
@@ -113,7 +116,10 @@ def evaluate(engine: Engine, msg: Message, state: JobState) -> dict:
     config = E.make_config("default", overrides)  # validated before any work
     if child.enabled():
         return child.run_in_child({"job": "eval", "config": overrides}, state, engine.store.path)
-    return E.run(config, state, engine.store)
+    try:
+        return E.run(config, state, engine.store)
+    finally:
+        child.give_back_memory()
 
 
 @command("pairs.export")
