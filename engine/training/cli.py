@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -45,6 +46,18 @@ def _trim_verdict(v: dict | None) -> dict | None:
     return {k: v[k] for k in keys if k in v}
 
 
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux), else None."""
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cmd_round(args: argparse.Namespace) -> int:
     from engine.store import Store
     from engine.training import kinds
@@ -56,11 +69,14 @@ def cmd_round(args: argparse.Namespace) -> int:
     config = kinds.make_config(args.kind, args.preset, overrides)  # refuses bad values before work
     store = Store(args.db) if args.db else Store()
     state = CliState(quiet=False)
+    startup = _process_age_s()  # the interpreter and our imports, before the round starts
     t0 = time.perf_counter()
     try:
         out = kinds.run(args.kind, config, state, store)
     finally:
         store.close()
+    if isinstance(out.get("timings"), dict) and startup is not None:
+        out["timings"] = {"startup": startup, **out["timings"]}
     out = {"round_id": out.get("round_id"), "adapter": out.get("adapter"),
            "seconds": out.get("seconds", round(time.perf_counter() - t0, 2)), "steps": out.get("steps"),
            "metrics": out.get("metrics") or {}, "verdict": _trim_verdict(out.get("verdict")),

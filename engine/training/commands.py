@@ -37,6 +37,24 @@ def _str(content: dict, key: str, required: bool = True) -> str | None:
     return value
 
 
+def _precheck(kind: str, config, store) -> None:
+    """Cheap refusals before a child process starts (its imports take seconds): a missing
+    model, prompt file, adapter or round is answered at once, as it was in process."""
+    from engine.training import policy
+    from engine.training import prompts as PS
+    from engine.training.rounds import get_adapter, get_round
+
+    if getattr(config, "resume", ""):
+        get_round(store, config.resume)
+        return  # a resumed round takes its settings from its row
+    for key in ("continue_adapter", "adapter"):
+        if getattr(config, key, ""):
+            get_adapter(store, getattr(config, key))
+    if kind in ("dpo", "online", "eval"):
+        policy.resolve(config.model, config.base_gguf)
+        PS.load(config.prompts)
+
+
 @command("round.kinds")
 def round_kinds(engine: Engine, msg: Message, state: JobState) -> dict:
     from engine.training import kinds
@@ -66,6 +84,7 @@ def round_start(engine: Engine, msg: Message, state: JobState) -> dict:
         raise BadRequest("config must be an object of settings")
     config = kinds.make_config(kind, preset, overrides)  # validated before any work
     if child.enabled():  # the child exits when done, so the engine's memory goes back to what it was
+        _precheck(kind, config, engine.store)
         return child.run_in_child({"job": "round", "kind": kind, "preset": preset, "config": overrides},
                                   state, engine.store.path)
     try:
@@ -115,6 +134,7 @@ def evaluate(engine: Engine, msg: Message, state: JobState) -> dict:
     overrides = {**overrides, "adapter": _str(msg.content, "adapter")}
     config = E.make_config("default", overrides)  # validated before any work
     if child.enabled():
+        _precheck("eval", config, engine.store)
         return child.run_in_child({"job": "eval", "config": overrides}, state, engine.store.path)
     try:
         return E.run(config, state, engine.store)
