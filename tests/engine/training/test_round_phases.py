@@ -87,3 +87,19 @@ def test_batched_canary_matches_one_dialogue_at_a_time(tiny_model_dir):
     batched = canary_perplexity(model, tok, dialogues, True, batch_size=4, progress=lambda d, t: seen.append((d, t)))
     assert math.isfinite(one) and math.isclose(one, batched, rel_tol=1e-4)
     assert seen == [(4, 7), (7, 7)]
+
+
+def test_a_gguf_load_parses_its_header_once_and_puts_gguf_back():
+    import gguf
+
+    from engine.models.hf_load import _one_gguf_parse
+    from engine.models.spec import bundled_gguf_path
+
+    real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    path = bundled_gguf_path()
+    with _one_gguf_parse():
+        from gguf import GGUFReader, get_tensor_name_map  # as transformers looks them up, at call time
+
+        assert GGUFReader(path) is GGUFReader(str(path))
+        assert get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+    assert gguf.GGUFReader is real_reader and gguf.get_tensor_name_map is real_map
