@@ -81,7 +81,8 @@ def cmd_round(args: argparse.Namespace) -> int:
            "seconds": out.get("seconds", round(time.perf_counter() - t0, 2)), "steps": out.get("steps"),
            "metrics": out.get("metrics") or {}, "verdict": _trim_verdict(out.get("verdict")),
            **{k: v for k, v in out.items()
-              if k in ("cancelled", "weights", "gguf_path", "adapter_path", "timings", "verdict_share")}}
+              if k in ("cancelled", "weights", "gguf_path", "adapter_path", "timings", "verdict_share",
+                       "timings_cpu")}}
     print(json.dumps(out, indent=None if args.json else 1, default=str))
     return 0
 

@@ -92,8 +92,9 @@ class Phases:
             self.span[name] = units * seconds / total
             at = self.offset[name] + self.span[name]
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of the whole process (all threads) per phase
         self._done = 0.0
-        self.t0 = time.perf_counter()
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
 
     def at(self, name: str, fraction: float = 0.0) -> float:
         """Progress units at ``fraction`` (0..1) of phase ``name``; a phase the plan left out
@@ -112,21 +113,25 @@ class Phases:
         """Time the block as ``name`` (adding up if it runs twice) and move the bar to its start."""
         if message is not None:
             self.state.progress(self.at(name), self.units, message, force=True)
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         try:
             yield self
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
     def timings(self) -> dict:
-        """{"phases": {name: seconds}, "total_s", "other_s", "verdict_s", "verdict_share"}."""
+        """{"phases": {name: seconds}, "cpu_phases": {name: CPU seconds}, "total_s", "cpu_s",
+        "other_s", "verdict_s", "verdict_share"}. CPU seconds tell what a phase costs on a
+        quiet machine when a shared one stretches its wall time."""
         total = self.elapsed()
         phases = {k: round(v, 2) for k, v in self.seconds.items()}
         verdict = sum(self.seconds.get(k, 0.0) for k in VERDICT_PHASES)
-        return {"phases": phases, "total_s": round(total, 2),
+        return {"phases": phases, "cpu_phases": {k: round(v, 2) for k, v in self.cpu.items()},
+                "total_s": round(total, 2), "cpu_s": round(time.process_time() - self.cpu0, 2),
                 "other_s": round(max(0.0, total - sum(self.seconds.values())), 2),
                 "verdict_s": round(verdict, 2),
                 "verdict_share": round(verdict / total, 4) if total > 0 else None}

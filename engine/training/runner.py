@@ -158,6 +158,7 @@ def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldou
     return {"round_id": record.id, "adapter": adapter_row["id"], "adapter_path": adapter_row["peft_path"],
             "gguf_path": adapter_row["gguf_path"], "seconds": seconds, "steps": outcome["steps"],
             "timings": timings["phases"], "verdict_share": timings["verdict_share"],
+            "timings_cpu": timings["cpu_phases"],
             "metrics": {k: v for k, v in metrics.items() if k != "history"}, "verdict": verdict}
 
 
