@@ -126,7 +126,8 @@ def register(sub) -> None:
 
 
 def register_bench(bench_sub) -> None:
-    p = bench_sub.add_parser("train", help="a TRL DPO step in a plain script vs inside a studio round")
+    p = bench_sub.add_parser("train", help="a TRL DPO step in a plain script vs inside a studio round, and "
+                                           "the engine's memory before and after a round")
     p.add_argument("--model", default="bundled", help="base model ('bundled', .gguf or folder)")
     p.add_argument("--steps", type=int, default=6, help="DPO steps timed in each setting")
     p.add_argument("--batch-size", type=int, default=4)

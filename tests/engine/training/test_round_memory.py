@@ -71,3 +71,15 @@ def test_cancel_reaches_a_round_in_its_child_process(tiny_model_dir, tiny_gguf, 
         assert reply.final.content["steps"] < 200
     finally:
         eng.close()
+
+
+@pytest.mark.timeout(600)
+def test_bench_train_reports_the_engine_memory_ratio(tiny_model_dir):
+    from engine.training.bench import bench_rss_round
+
+    out = bench_rss_round(str(tiny_model_dir), "smoke", timeout_s=480)
+    assert out["rss_round"]["ok"], out
+    assert out["rss_before_round_mb"] > 0 and out["rss_after_round_mb"] > 0
+    assert out["rss_after_round_ratio"] == pytest.approx(out["rss_after_round_mb"] / out["rss_before_round_mb"],
+                                                         abs=0.01)
+    assert out["rss_after_round_ratio"] <= TARGET_RATIO
