@@ -18,7 +18,9 @@ before. The child writes its events as JSON lines to a pipe of their own
 (Linux: PR_SET_PDEATHSIG; elsewhere: stdin closing), as an in-process round
 would: the round row then reads as failed and resumes from its last checkpoint.
 
-``HAL_ROUND_IN_PROCESS=1`` runs rounds in the engine process as before.
+``KINDS`` are the rounds that load torch models; ``reward-weights`` (a small
+logistic refit) stays in the engine process. ``HAL_ROUND_IN_PROCESS=1`` runs
+every round in the engine process as before.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from engine.errors import EngineError
 EVENTS_FD_ENV = "HAL_CHILD_EVENTS_FD"
 PARENT_ENV = "HAL_CHILD_PARENT_PID"
 IN_PROCESS_ENV = "HAL_ROUND_IN_PROCESS"
-RELAYED = ("progress", "metric", "log")
+KINDS = ("dpo", "online", "reward-model")  # rounds that load torch models (reward-weights stays in process)
 
 
 class ChildFailed(EngineError):

@@ -83,7 +83,10 @@ def round_start(engine: Engine, msg: Message, state: JobState) -> dict:
     if not isinstance(overrides, dict):
         raise BadRequest("config must be an object of settings")
     config = kinds.make_config(kind, preset, overrides)  # validated before any work
-    if child.enabled():  # the child exits when done, so the engine's memory goes back to what it was
+    if child.enabled() and kind in child.KINDS:  # the child exits when done: the engine's memory stays
+        from engine.training.rounds import refuse_if_busy
+
+        refuse_if_busy()
         _precheck(kind, config, engine.store)
         return child.run_in_child({"job": "round", "kind": kind, "preset": preset, "config": overrides},
                                   state, engine.store.path)
