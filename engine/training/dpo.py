@@ -86,9 +86,10 @@ class DPORoundConfig(PairSettings, TrainSettings, LoraSettings, VerdictSettings)
 
 PRESETS = {
     # smoke: under a minute on the bundled model (llama.cpp samples pairs and the verdict; a few
-    # held-out prompts and canary dialogues keep the verdict's figures real but small).
+    # held-out prompts and canary dialogues keep the verdict's figures real but small; no
+    # checkpoint unless cancelled, since the adapter is written at the end anyway).
     "smoke": dict(n_prompts=4, k=2, margin=0.0, max_steps=2, batch_size=2, sample_max_tokens=12,
-                  max_length=96, verdict_prompts=4, verdict_max_tokens=24, canary_dialogues=4, save_steps=2,
+                  max_length=96, verdict_prompts=4, verdict_max_tokens=24, canary_dialogues=4, save_steps=100,
                   lora_r=4, lora_alpha=8.0, min_pairs=1),
     # The anchor keeps the 135M model near real human chat: without it five default rounds
     # raised the canary's perplexity by up to +147% (README, "Alignment rounds").
@@ -134,11 +135,10 @@ def run(config: DPORoundConfig, state, store: Store | None = None) -> dict:
 
 
 def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dict:
+    from engine.training.phases import Phases, plan
     from engine.training.reward import load_reward
     from engine.training.runner import summary_metrics, train
     from engine.training.sampling import SampleSettings
-
-    from engine.training.phases import Phases, plan
 
     samples_pairs = not (record.lineage.get("pair_set") or cfg.pair_set)
     phases = Phases(state, plan(cfg, base, len(train_prompts), len(heldout), samples_pairs, KIND))

@@ -36,10 +36,10 @@ def run(config: EvalConfig, state, store=None) -> dict:
     from engine.errors import BadRequest
     from engine.store import Store
     from engine.training import policy, prompts as PS
+    from engine.training.phases import Phases
     from engine.training.reward import load_reward
     from engine.training.rounds import get_adapter
     from engine.training.sampling import SampleSettings
-    from engine.training.phases import Phases
     from engine.training.verdict import canary_perplexity, run_verdict
 
     validate(config)

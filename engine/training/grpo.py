@@ -55,7 +55,7 @@ class GRPORoundConfig(TrainSettings, LoraSettings, VerdictSettings):
 
 PRESETS = {
     "smoke": dict(n_prompts=4, max_steps=2, batch_size=4, num_generations=2, max_completion_length=8,
-                  verdict_prompts=4, verdict_max_tokens=24, canary_dialogues=4, save_steps=2, lora_r=4,
+                  verdict_prompts=4, verdict_max_tokens=24, canary_dialogues=4, save_steps=100, lora_r=4,
                   lora_alpha=8.0),
     "default": dict(n_prompts=48, max_steps=20, batch_size=8, num_generations=4, learning_rate=1e-4,
                     max_completion_length=32, max_length=160),
@@ -136,10 +136,9 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
     from trl import GRPOConfig, GRPOTrainer
 
     from engine.training.callbacks import JobCallback
+    from engine.training.phases import Phases, plan
     from engine.training.reward import load_reward
     from engine.training.runner import summary_metrics, train, training_args
-
-    from engine.training.phases import Phases, plan
 
     phases = Phases(state, plan(cfg, base, len(train_prompts), len(heldout), False, KIND))
     policy.set_threads(cfg.threads)
