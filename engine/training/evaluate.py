@@ -36,7 +36,7 @@ def run(config: EvalConfig, state, store=None) -> dict:
     from engine.errors import BadRequest
     from engine.store import Store
     from engine.training import policy, prompts as PS
-    from engine.training.phases import Phases
+    from engine.training.phases import Phases, load_estimate, verdict_estimate
     from engine.training.reward import load_reward
     from engine.training.rounds import get_adapter
     from engine.training.sampling import SampleSettings
@@ -52,24 +52,31 @@ def run(config: EvalConfig, state, store=None) -> dict:
     t0 = time.perf_counter()
     policy.set_threads(config.threads)
     base = policy.resolve(config.model, config.base_gguf)
-    model, tok = policy.load(base)
-    from peft import PeftModel
+    phases = Phases(state, {"load": load_estimate(base), **verdict_estimate(config, len(heldout), False)})
+    with phases.phase("load", "loading the base model and the adapter"):
+        model, tok = policy.load(base)
+        from peft import PeftModel
 
-    model = PeftModel.from_pretrained(model, row["peft_path"])
-    reward = load_reward(config.judge, config.weights)
-    sampler, new = policy.verdict_sampler(config.sampler, base, row.get("gguf_path"), model, tok,
-                                          config.sample_threads, state.log)
+        model = PeftModel.from_pretrained(model, row["peft_path"])
+        reward = load_reward(config.judge, config.weights)
+    with phases.phase("verdict_sampling", "verdict: loading the sampler"):
+        sampler, new = policy.verdict_sampler(config.sampler, base, row.get("gguf_path"), model, tok,
+                                              config.sample_threads, state.log)
     dialogues = PS.canary_dialogues()[: config.canary_dialogues or None]
-    ppl = (lambda on: canary_perplexity(model, tok, dialogues, on)) if config.canary else None
-    timer = Phases(state, {"verdict_sampling": 1.0})
+
+    def ppl(on: bool) -> float:
+        return canary_perplexity(model, tok, dialogues, on, progress=lambda d, t: phases.progress(
+            "canary", (d + (t if on else 0)) / (2 * t), f"verdict: drift canary {d}/{t}"))
+
     try:
         verdict = run_verdict(heldout, sampler, reward, None, new, config.verdict_seeds, 1234 + config.seed,
-                              SampleSettings(0.7, 0.9, config.verdict_max_tokens), ppl, state.cancelled,
-                              lambda d, t: state.progress(d, t, f"verdict {d}/{t}"),
-                              phase=lambda name: timer.phase(name))
+                              SampleSettings(0.7, 0.9, config.verdict_max_tokens),
+                              ppl if config.canary else None, state.cancelled,
+                              lambda d, t: phases.progress("verdict_sampling", d / t, f"verdict {d}/{t}"),
+                              phase=lambda name: phases.phase(name))
     finally:
         policy.close(sampler)
-    verdict["timings"] = timer.timings()["phases"]
+    verdict["timings"] = phases.timings()["phases"]
     verdict["adapter"] = row.get("id") or row["peft_path"]
     verdict["seconds"] = round(time.perf_counter() - t0, 2)
     return verdict

@@ -38,12 +38,7 @@ def plan(cfg, base, n_train: int, n_heldout: int, samples_pairs: bool, kind: str
     """Estimated seconds per phase for a round with these settings (ordered as they run)."""
     from engine.training.policy import uses_llamacpp
 
-    out: dict[str, float] = {"load": LOAD_S}
-    if base.kind == "gguf":
-        from engine.models.hf_load import dequantized_dir, is_cached
-
-        if not is_cached(dequantized_dir(base.path)):
-            out["load"] += DEQUANTIZE_S
+    out: dict[str, float] = {"load": load_estimate(base)}
     token_s = LLAMA_TOKEN_S if uses_llamacpp(getattr(cfg, "sampler", "auto"), base) else HF_TOKEN_S
     if kind == "dpo":
         if samples_pairs:
@@ -57,17 +52,35 @@ def plan(cfg, base, n_train: int, n_heldout: int, samples_pairs: bool, kind: str
                                                          + cfg.max_length * TRAIN_TOKEN_S / 2)
     out["adapter"] = ADAPTER_S
     if cfg.verdict:
-        n = max(1, n_heldout) * cfg.verdict_seeds
-        out["verdict_sampling"] = 2 * n * cfg.verdict_max_tokens * LLAMA_TOKEN_S + 1.0
-        out["verdict_scoring"] = 2 * n * JUDGE_S
-        if cfg.canary:
-            from engine.training import prompts as prompt_sets
-
-            n_own = len(prompt_sets.canary_dialogues())
-            limit = getattr(cfg, "canary_dialogues", 0) or 0
-            out["canary"] = 2 * (min(n_own, limit) if limit else n_own) * CANARY_DIALOGUE_S
-            out["canary_human_chat"] = CORPUS_S + 2 * (limit or 60) * CANARY_DIALOGUE_S
+        out.update(verdict_estimate(cfg, n_heldout, human_chat=True))
     out["finish"] = FINISH_S
+    return out
+
+
+def load_estimate(base) -> float:
+    """Loading the base into transformers (a GGUF's first load in a data folder dequantizes it)."""
+    seconds = LOAD_S
+    if base.kind == "gguf":
+        from engine.models.hf_load import dequantized_dir, is_cached
+
+        if not is_cached(dequantized_dir(base.path)):
+            seconds += DEQUANTIZE_S
+    return seconds
+
+
+def verdict_estimate(cfg, n_heldout: int, human_chat: bool) -> dict[str, float]:
+    """The verdict's phases: replies (llama.cpp), their scores, and the drift canaries."""
+    n = max(1, n_heldout) * cfg.verdict_seeds
+    out = {"verdict_sampling": 2 * n * cfg.verdict_max_tokens * LLAMA_TOKEN_S + 1.0,
+           "verdict_scoring": 2 * n * JUDGE_S}
+    if cfg.canary:
+        from engine.training import prompts as prompt_sets
+
+        n_own = len(prompt_sets.canary_dialogues())
+        limit = getattr(cfg, "canary_dialogues", 0) or 0
+        out["canary"] = 2 * (min(n_own, limit) if limit else n_own) * CANARY_DIALOGUE_S
+        if human_chat:
+            out["canary_human_chat"] = CORPUS_S + 2 * (limit or 60) * CANARY_DIALOGUE_S
     return out
 
 
