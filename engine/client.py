@@ -105,6 +105,14 @@ class EngineProcess:
                                f"(engine alive: {self.proc.poll() is None})")
         return reply.final
 
+    def rss_mb(self) -> float:
+        """The engine's resident memory now (VmRSS)."""
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
     def peak_rss_mb(self) -> float:
         """The engine's high-water mark of resident memory (VmHWM)."""
         with open(f"/proc/{self.proc.pid}/status") as fh:

@@ -16,14 +16,17 @@ from studio.round_form import RoundForm
 ABOUT = {
     "dpo": "Samples replies to the training prompts, ranks them with the human-likeness score (and "
            "your decisive ratings), and trains a LoRA adapter on the pairs with DPO.",
-    "online": "The model answers each prompt several times; GRPO pushes up the replies the score "
-              "prefers, with a length guard and a KL pull toward the base. Makes a LoRA adapter.",
+    "online": "Online RL with TRL's GRPOTrainer: the model answers each prompt several times and the "
+              "replies the score prefers are pushed up. GRPO is a PPO-style clipped policy objective that "
+              "uses each prompt's group of replies as the baseline instead of a value model (TRL 1.x no "
+              "longer ships PPOTrainer); a KL term holds the model near the base, and a length guard "
+              "stops it gaming the score with empty or runaway replies. Makes a LoRA adapter.",
     "reward-weights": "Refits the score's trait weights with your pairwise ratings added "
                       "(Bradley–Terry) and reports agreement on held-out ratings. No adapter.",
     "reward-model": "Trains a small learned reward model on your ratings and score-ranked pairs; "
                     "usable as an extra reward in online RL. No adapter.",
 }
-PRESET_TIPS = {"smoke": "a minute or two: checks that everything works, changes little",
+PRESET_TIPS = {"smoke": "under a minute: checks that everything works, changes little",
                "default": "works on the bundled model on 2 cores (DPO: under 10 minutes)"}
 ERROR_STYLE = "color: #c53030;"
 

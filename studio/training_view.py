@@ -301,8 +301,11 @@ class TrainingView(QWidget):
             self.progress.setValue(1000)
             self.run_title.setText(f"{title} · finished")
             self.run_title.setStyleSheet("font-size: 12pt; font-weight: 600; color: #2f855a;")
+            share = result.get("verdict_share")
             self.run_detail.setText(f"Finished in {_duration(result.get('seconds'))}"
                                     + (f", {result['steps']} steps" if result.get("steps") else "")
+                                    + (f" (the verdict and its canaries took {100 * share:.0f}% of it)"
+                                       if isinstance(share, (int, float)) and result.get("verdict") else "")
                                     + (". The adapter is in the Adapters list." if result.get("adapter") else "."))
             self.verdict.show_result(kind, result)
             self.tabs.setCurrentWidget(self.verdict)

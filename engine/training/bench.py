@@ -138,6 +138,44 @@ def bench_gui(preset: str = "smoke", timeout_s: float = 1800.0) -> dict:
     return json.loads(lines[-1])
 
 
+def bench_rss_round(model_source: str = "bundled", preset: str = "smoke", timeout_s: float = 1800.0) -> dict:
+    """The engine's resident memory before and after a round it ran: a real engine
+    process on a fresh data folder (the dequantized-model cache is shared), RSS read
+    from /proc once it has answered ``hello`` and ``round.kinds`` (what the studio asks
+    first), then again a second after the round's result.
+
+    Returns rss_before_round_mb, rss_after_round_mb, rss_after_round_ratio (target:
+    at most 1.5) and rss_round {preset, seconds, ok, error?}."""
+    import tempfile
+
+    from engine import paths
+    from engine.client import EngineProcess
+
+    with tempfile.TemporaryDirectory(prefix="hal-bench-rss-") as tmp:
+        env = {"HAL_STUDIO_DATA": tmp, "HAL_STUDIO_DB": f"{tmp}/studio.sqlite3",
+               "HAL_STUDIO_CACHE": str(paths.cache_dir()), "HF_HUB_OFFLINE": "1"}
+        eng = EngineProcess(env=env)
+        try:
+            eng.request("hello", timeout=120)
+            eng.request("round.kinds", timeout=300)
+            time.sleep(0.5)
+            before = eng.rss_mb()
+            t0 = time.perf_counter()
+            final = eng.request("round.start", {"kind": "dpo", "preset": preset,
+                                                "config": {"model": model_source}}, timeout=timeout_s)
+            seconds = time.perf_counter() - t0
+            time.sleep(1.0)
+            after = eng.rss_mb()
+        finally:
+            eng.close()
+    round_info = {"preset": preset, "seconds": round(seconds, 1), "ok": final.type == "result"}
+    if final.type != "result":
+        round_info["error"] = final.content.get("message")
+    return {"rss_before_round_mb": round(before, 1), "rss_after_round_mb": round(after, 1),
+            "rss_after_round_ratio": round(after / before, 3), "rss_target_ratio": 1.5,
+            "rss_round": round_info}
+
+
 def bench_train(model_source: str = "bundled", steps: int = 6, batch: int = 4, repeats: int = 2,
                 threads: int = 0) -> dict:
     import tempfile

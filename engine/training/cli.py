@@ -1,7 +1,8 @@
 """``hal round ...``, ``hal eval`` and ``hal bench train``: rounds run headless.
 
 Progress goes to stderr; ``--json`` prints one JSON object on stdout:
-{round_id, adapter, seconds, steps, metrics, verdict}.
+{round_id, adapter, seconds, steps, metrics, verdict, timings (seconds per phase),
+verdict_share (the verdict's share of the round's time)}.
 
 ``hal round export ROUND_ID FOLDER`` writes a DPO round as a folder that trains
 the same LoRA with ``accelerate launch`` elsewhere (engine/training/export.py);
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -45,8 +47,20 @@ def _trim_verdict(v: dict | None) -> dict | None:
     keys = ("headline", "evaluator", "length_controlled", "looping",
             "base", "aligned", "delta", "delta_ci", "traits_delta", "length_delta", "length", "canary",
             "canary_human_chat",
-            "n_prompts", "n_seeds", "judge", "weights", "adapter", "seconds")
+            "n_prompts", "n_seeds", "judge", "weights", "sampler", "adapter", "seconds", "timings")
     return {k: v[k] for k in keys if k in v}
+
+
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux), else None."""
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def cmd_round(args: argparse.Namespace) -> int:
@@ -60,16 +74,21 @@ def cmd_round(args: argparse.Namespace) -> int:
     config = kinds.make_config(args.kind, args.preset, overrides)  # refuses bad values before work
     store = Store(args.db) if args.db else Store()
     state = CliState(quiet=False)
+    startup = _process_age_s()  # the interpreter and our imports, before the round starts
     t0 = time.perf_counter()
     try:
         out = kinds.run(args.kind, config, state, store)
     finally:
         store.close()
+    if isinstance(out.get("timings"), dict) and startup is not None:
+        out["timings"] = {"startup": startup, **out["timings"]}
     out = {"round_id": out.get("round_id"), "adapter": out.get("adapter"), "adapter_id": out.get("adapter"),
            "adapter_folder": out.get("adapter_path"),
            "seconds": out.get("seconds", round(time.perf_counter() - t0, 2)), "steps": out.get("steps"),
            "metrics": out.get("metrics") or {}, "verdict": _trim_verdict(out.get("verdict")),
-           **{k: v for k, v in out.items() if k in ("cancelled", "weights", "gguf_path", "adapter_path")}}
+           **{k: v for k, v in out.items()
+              if k in ("cancelled", "weights", "gguf_path", "adapter_path", "timings", "verdict_share",
+                       "timings_cpu")}}
     print(json.dumps(out, indent=None if args.json else 1, default=str))
     return 0
 
@@ -230,7 +249,7 @@ def register(sub) -> None:
     for kind in KINDS:
         p = kinds.add_parser(kind, help=title(kind))
         p.add_argument("--preset", default="default", choices=["smoke", "default"],
-                       help="smoke: seconds, for checks; default: works on the bundled model on 2 cores")
+                       help="smoke: under a minute, for checks; default: works on the bundled model on 2 cores")
         p.add_argument("--config", help="a JSON file of settings over the preset")
         p.add_argument("--resume", help="id of a cancelled or failed round to resume")
         p.add_argument("--db", help="the studio store (default: the user's)")
@@ -272,7 +291,8 @@ def register(sub) -> None:
 
 
 def register_bench(bench_sub) -> None:
-    p = bench_sub.add_parser("train", help="a TRL DPO step in a plain script vs inside a studio round")
+    p = bench_sub.add_parser("train", help="a TRL DPO step in a plain script vs inside a studio round, and "
+                                           "the engine's memory before and after a round")
     p.add_argument("--model", default="bundled", help="base model ('bundled', .gguf or folder)")
     p.add_argument("--steps", type=int, default=6, help="DPO steps timed in each setting")
     p.add_argument("--batch-size", type=int, default=4)
@@ -283,12 +303,18 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--no-gui", dest="gui", action="store_false", help="skip the GUI measurement")
     p.add_argument("--gui-preset", default="smoke", choices=["smoke", "default"],
                    help="the round trained during the GUI measurement")
+    p.add_argument("--rss-preset", default="smoke", choices=["smoke", "default"],
+                   help="the round run through a real engine process to measure its memory before and after")
+    p.add_argument("--no-rss", dest="rss", action="store_false", default=True,
+                   help="skip the engine memory measurement")
     p.add_argument("--json", action="store_true")
 
     def _bench(args):
-        from engine.training.bench import bench_gui, bench_train
+        from engine.training.bench import bench_gui, bench_rss_round, bench_train
 
         out = bench_train(args.model, args.steps, args.batch_size, args.repeats, args.threads)
+        if args.rss:
+            out.update(bench_rss_round(args.model, args.rss_preset))
         if args.gui:
             out["gui"] = bench_gui(args.gui_preset)
             out["gui_p99_ms"] = out["gui"].get("p99_ms")

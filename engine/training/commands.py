@@ -15,6 +15,8 @@
 - ``pairs.export`` {pair_set, path, format: jsonl|datasets} -> {rows, path}
 - ``prompts.check`` {source: "bundled" | path} -> {name, digest, n_train, n_heldout, problems}
 A second ``round.start`` while one runs is answered with error kind ``round_busy``.
+Rounds and evals run in a child process that exits when done (engine/training/child.py),
+so the engine's memory after a round is what it was before.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engine.errors import BadRequest
 from engine.jobs import JobState
 from engine.protocol import Message
 from engine.server import Engine, command
+from engine.training import child
 
 
 MAX_LIMIT = 100_000
@@ -35,6 +38,24 @@ def _str(content: dict, key: str, required: bool = True) -> str | None:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{key} must be a non-empty string")
     return value
+
+
+def _precheck(kind: str, config, store) -> None:
+    """Cheap refusals before a child process starts (its imports take seconds): a missing
+    model, prompt file, adapter or round is answered at once, as it was in process."""
+    from engine.training import policy
+    from engine.training import prompts as PS
+    from engine.training.rounds import get_adapter, get_round
+
+    if getattr(config, "resume", ""):
+        get_round(store, config.resume)
+        return  # a resumed round takes its settings from its row
+    for key in ("continue_adapter", "adapter"):
+        if getattr(config, key, ""):
+            get_adapter(store, getattr(config, key))
+    if kind in ("dpo", "online", "eval"):
+        policy.resolve(config.model, config.base_gguf)
+        PS.load(config.prompts)
 
 
 @command("round.kinds")
@@ -65,7 +86,17 @@ def round_start(engine: Engine, msg: Message, state: JobState) -> dict:
     if not isinstance(overrides, dict):
         raise BadRequest("config must be an object of settings")
     config = kinds.make_config(kind, preset, overrides)  # validated before any work
-    return kinds.run(kind, config, state, engine.store)
+    if child.enabled() and kind in child.KINDS:  # the child exits when done: the engine's memory stays
+        from engine.training.rounds import refuse_if_busy
+
+        refuse_if_busy()
+        _precheck(kind, config, engine.store)
+        return child.run_in_child({"job": "round", "kind": kind, "preset": preset, "config": overrides},
+                                  state, engine.store.path)
+    try:
+        return kinds.run(kind, config, state, engine.store)
+    finally:
+        child.give_back_memory()
 
 
 @command("round.list")
@@ -122,7 +153,14 @@ def evaluate(engine: Engine, msg: Message, state: JobState) -> dict:
     if not isinstance(overrides, dict):
         raise BadRequest("config must be an object of settings")
     overrides = {**overrides, "adapter": _str(msg.content, "adapter")}
-    return E.run(E.make_config("default", overrides), state, engine.store)
+    config = E.make_config("default", overrides)  # validated before any work
+    if child.enabled():
+        _precheck("eval", config, engine.store)
+        return child.run_in_child({"job": "eval", "config": overrides}, state, engine.store.path)
+    try:
+        return E.run(config, state, engine.store)
+    finally:
+        child.give_back_memory()
 
 
 @command("pairs.export")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from dataclasses import dataclass
 
 from engine.store import Store
@@ -63,6 +62,8 @@ class VerdictSettings:
                                        "trained on: auto (distilled if present, else lexical with the "
                                        "published weights), a judge name, or none")
     evaluator_weights: str = opt("auto", "the evaluator's weights (auto: its own default)")
+    canary_dialogues: int = opt(0, "dialogues in each drift canary (0 = all: 30 of ours, 60 real chats)",
+                                0, 100_000)
 
 
 @dataclass
@@ -93,9 +94,12 @@ class DPORoundConfig(PairSettings, TrainSettings, LoraSettings, VerdictSettings)
 
 
 PRESETS = {
+    # smoke: under a minute on the bundled model (llama.cpp samples pairs and the verdict; a few
+    # held-out prompts and canary dialogues keep the verdict's figures real but small; no
+    # checkpoint unless cancelled, since the adapter is written at the end anyway).
     "smoke": dict(n_prompts=4, k=2, margin=0.0, max_steps=2, batch_size=2, sample_max_tokens=12,
-                  max_length=96, verdict_prompts=2, save_steps=1, lora_r=4, lora_alpha=8.0,
-                  min_pairs=1, sampler="transformers"),
+                  max_length=96, verdict_prompts=4, verdict_max_tokens=24, canary_dialogues=4, save_steps=100,
+                  lora_r=4, lora_alpha=8.0, min_pairs=1),
     # The anchor keeps the 135M model near real human chat: without it five default rounds
     # raised the canary's perplexity by up to +147% (README, "Alignment rounds").
     "default": dict(n_prompts=32, k=4, max_pairs_per_prompt=2, max_steps=24, batch_size=4,
@@ -140,20 +144,21 @@ def run(config: DPORoundConfig, state, store: Store | None = None) -> dict:
 
 
 def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dict:
+    from engine.training.phases import Phases, plan
     from engine.training.reward import load_reward
     from engine.training.runner import summary_metrics, train
     from engine.training.sampling import SampleSettings
 
-    t0 = time.perf_counter()
-    units = 100.0
+    samples_pairs = not (record.lineage.get("pair_set") or cfg.pair_set)
+    phases = Phases(state, plan(cfg, base, len(train_prompts), len(heldout), samples_pairs, KIND))
     policy.set_threads(cfg.threads)
-    state.progress(0, units, "loading the base model", force=True)
-    model, tok = policy.load(base)
-    import torch
-    torch.manual_seed(cfg.seed)  # the LoRA's initial weights
-    if parent:
-        model = policy.with_adapter(model, parent["peft_path"], cfg)
-    reward = load_reward(cfg.judge, cfg.weights)
+    with phases.phase("load", "loading the base model"):
+        model, tok = policy.load(base)
+        import torch
+        torch.manual_seed(cfg.seed)  # the LoRA's initial weights
+        if parent:
+            model = policy.with_adapter(model, parent["peft_path"], cfg)
+        reward = load_reward(cfg.judge, cfg.weights)
     sampler = None
     try:
         # 1. pairs (reused on resume)
@@ -164,14 +169,15 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
             pair_set, pairs = cfg.pair_set, P.load(store, cfg.pair_set)
             record.set_lineage(P.lineage(pair_set, pairs, reward, {"reused": True}))
         else:
-            sampler = policy.pick_sampler(cfg.sampler, base, model, tok, cfg.sample_threads)
-            adapter = None
-            if parent:
-                adapter = parent.get("gguf_path") if sampler.name == "llamacpp" else "default"
-            settings = SampleSettings(cfg.sample_temperature, cfg.sample_top_p, cfg.sample_max_tokens)
-            pool = P.sample_and_score(train_prompts, sampler, reward, cfg.k, adapter, settings, cfg.seed,
-                                      state.cancelled,
-                                      lambda d, t: state.progress(30.0 * d / t, units, f"sampling {d}/{t}"))
+            with phases.phase("pairs", "sampling replies for pairs"):
+                sampler = policy.pick_sampler(cfg.sampler, base, model, tok, cfg.sample_threads)
+                adapter = None
+                if parent:
+                    adapter = parent.get("gguf_path") if sampler.name == "llamacpp" else "default"
+                settings = SampleSettings(cfg.sample_temperature, cfg.sample_top_p, cfg.sample_max_tokens)
+                pool = P.sample_and_score(train_prompts, sampler, reward, cfg.k, adapter, settings, cfg.seed,
+                                          state.cancelled,
+                                          lambda d, t: phases.progress("pairs", d / t, f"sampling {d}/{t}"))
             if state.cancelled():
                 record.finish("cancelled", "cancelled while building pairs")
                 return {"round_id": record.id, "cancelled": True}
@@ -184,7 +190,7 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
             if cfg.human_pairs > 0:
                 pairs += P.human_pairs(round(cfg.human_pairs * len(pairs)), sampler, adapter, settings,
                                        cfg.seed, state.cancelled,
-                                       lambda d, t: state.progress(30.0, units, f"human pairs {d}/{t}"))
+                                       lambda d, t: phases.progress("pairs", 1.0, f"human pairs {d}/{t}"))
             if cfg.use_ratings:
                 pairs += P.rating_pairs(store, cfg.likely_weight, cfg.certainly_weight)
             pair_set = P.save(store, pairs, record.id, reward)
@@ -203,17 +209,19 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
             policy.close(sampler)
             sampler = None
         # 2. DPO
-        dataset = P.to_dataset(pairs, cfg.rating_repeat)
-        trainer, callback = _trainer(cfg, state, record, model, tok, parent, dataset, units)
-        outcome = train(trainer, record, callback, resume=bool(cfg.resume))
+        with phases.phase("training", "preparing the trainer"):
+            dataset = P.to_dataset(pairs, cfg.rating_repeat)
+            trainer, callback = _trainer(cfg, state, record, model, tok, parent, dataset, phases)
+            outcome = train(trainer, record, callback, resume=bool(cfg.resume))
         metrics = summary_metrics(callback, {"n_pairs": len(pairs), "n_rows": len(dataset), **outcome})
         record.set(metrics=metrics)
         if outcome["cancelled"]:
             record.finish("cancelled", "cancelled by the researcher; resume to continue")
             return {"round_id": record.id, "cancelled": True, "steps": outcome["steps"],
                     "checkpoint": outcome.get("resumed_from"), "metrics": _public(metrics)}
+        del dataset
         return finish_policy_round(cfg, state, store, record, base, trainer.model, tok, heldout, reward,
-                                   outcome, metrics, t0, units, KIND, parent)
+                                   outcome, metrics, phases, KIND, parent)
     finally:
         if sampler is not None:
             policy.close(sampler)
@@ -238,14 +246,15 @@ def anchor_settings(cfg) -> dict | None:
             "seed": cfg.seed}
 
 
-def _trainer(cfg, state, record, model, tok, parent, dataset, units):
+def _trainer(cfg, state, record, model, tok, parent, dataset, phases):
     from trl import DPOConfig, DPOTrainer
 
     from engine.training.callbacks import JobCallback
     from engine.training.runner import training_args
 
     args = training_args(DPOConfig, cfg, str(record.checkpoint_dir), **dpo_settings(cfg))
-    callback = JobCallback(state, "DPO", offset=30.0, span=55.0, total_units=units)
+    callback = JobCallback(state, "DPO", offset=phases.offset["training"], span=phases.span["training"],
+                           total_units=phases.units)
     kwargs = {} if parent else {"peft_config": policy.lora_config(cfg)}
     trainer_class = DPOTrainer
     anchor = anchor_settings(cfg)

@@ -27,6 +27,7 @@ class EvalConfig:
     sample_threads: int = opt(0, "llama.cpp threads (0 = auto)", 0, 256)
     threads: int = opt(0, "torch threads (0 = auto)", 0, 256)
     canary: bool = opt(True, "measure drift on held-out human-like chat")
+    canary_dialogues: int = opt(0, "dialogues in the drift canary (0 = all)", 0, 100_000)
     seed: int = opt(0, "seed offset for the replies", 0, 2**31 - 1)
     # blind pairwise evaluation (hal eval --rater api, hal eval sheet): engine/training/blind.py
     blind_prompts: str = opt("blind", "blind prompt set: 'blind' (resources/prompts/blind_openers.jsonl, every "
@@ -53,6 +54,7 @@ def run(config: EvalConfig, state, store=None) -> dict:
     from engine.errors import BadRequest
     from engine.store import Store
     from engine.training import policy, prompts as PS
+    from engine.training.phases import Phases, load_estimate, verdict_estimate
     from engine.training.reward import load_evaluator, load_reward
     from engine.training.rounds import get_adapter
     from engine.training.sampling import SampleSettings
@@ -68,25 +70,32 @@ def run(config: EvalConfig, state, store=None) -> dict:
     t0 = time.perf_counter()
     policy.set_threads(config.threads)
     base = policy.resolve(config.model, config.base_gguf)
-    model, tok = policy.load(base)
-    from peft import PeftModel
+    phases = Phases(state, {"load": load_estimate(base), **verdict_estimate(config, len(heldout), False)})
+    with phases.phase("load", "loading the base model and the adapter"):
+        model, tok = policy.load(base)
+        from peft import PeftModel
 
-    model = PeftModel.from_pretrained(model, row["peft_path"])
-    reward = load_reward(config.judge, config.weights)
-    sampler = policy.pick_sampler(config.sampler, base, model, tok, config.sample_threads)
-    if sampler.name == "llamacpp" and not row.get("gguf_path"):
-        policy.close(sampler)
-        sampler = policy.pick_sampler("transformers", base, model, tok)
-    new = row["gguf_path"] if sampler.name == "llamacpp" else "default"
-    dialogues = PS.canary_dialogues()
-    ppl = (lambda on: canary_perplexity(model, tok, dialogues, on)) if config.canary else None
+        model = PeftModel.from_pretrained(model, row["peft_path"])
+        reward = load_reward(config.judge, config.weights)
+    with phases.phase("verdict_sampling", "verdict: loading the sampler"):
+        sampler, new = policy.verdict_sampler(config.sampler, base, row.get("gguf_path"), model, tok,
+                                              config.sample_threads, state.log)
+    dialogues = PS.canary_dialogues()[: config.canary_dialogues or None]
+
+    def ppl(on: bool) -> float:
+        return canary_perplexity(model, tok, dialogues, on, progress=lambda d, t: phases.progress(
+            "canary", (d + (t if on else 0)) / (2 * t), f"verdict: drift canary {d}/{t}"))
+
     try:
         verdict = run_verdict(heldout, sampler, reward, None, new, config.verdict_seeds, 1234 + config.seed,
-                              SampleSettings(0.7, 0.9, config.verdict_max_tokens), ppl, state.cancelled,
-                              lambda d, t: state.progress(d, t, f"verdict {d}/{t}"),
+                              SampleSettings(0.7, 0.9, config.verdict_max_tokens),
+                              ppl if config.canary else None, state.cancelled,
+                              lambda d, t: phases.progress("verdict_sampling", d / t, f"verdict {d}/{t}"),
+                              phase=lambda name: phases.phase(name),
                               evaluator=load_evaluator(config.evaluator_judge, config.evaluator_weights, reward))
     finally:
         policy.close(sampler)
+    verdict["timings"] = phases.timings()["phases"]
     verdict["adapter"] = row.get("id") or row["peft_path"]
     verdict["seconds"] = round(time.perf_counter() - t0, 2)
     return verdict

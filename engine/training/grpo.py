@@ -14,7 +14,6 @@ of a learned value model)."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 from engine.training import policy
@@ -67,7 +66,8 @@ class GRPORoundConfig(TrainSettings, LoraSettings, VerdictSettings):
 
 PRESETS = {
     "smoke": dict(n_prompts=4, max_steps=2, batch_size=4, num_generations=2, max_completion_length=8,
-                  verdict_prompts=2, save_steps=1, lora_r=4, lora_alpha=8.0, sampler="transformers"),
+                  verdict_prompts=4, verdict_max_tokens=24, canary_dialogues=4, save_steps=100, lora_r=4,
+                  lora_alpha=8.0),
     # completions may end on their own: at 32 tokens every one was cut off (clipped_ratio 1.0)
     # and the reward scored half-replies
     "default": dict(n_prompts=48, max_steps=16, batch_size=8, num_generations=4, learning_rate=1e-4,
@@ -166,22 +166,23 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
     from trl import GRPOConfig, GRPOTrainer
 
     from engine.training.callbacks import JobCallback
+    from engine.training.phases import Phases, plan
     from engine.training.reward import load_reward
     from engine.training.runner import summary_metrics, train, training_args
 
-    t0, units = time.perf_counter(), 100.0
+    phases = Phases(state, plan(cfg, base, len(train_prompts), len(heldout), False, KIND))
     policy.set_threads(cfg.threads)
-    state.progress(0, units, "loading the base model", force=True)
-    model, tok = policy.load(base)
-    torch.manual_seed(cfg.seed)
-    if parent:
-        model = policy.with_adapter(model, parent["peft_path"], cfg)
-    reward = load_reward(cfg.judge, cfg.weights)
-    learned = None
-    if cfg.reward_model:
-        from engine.training.reward_model import load_scorer
+    with phases.phase("load", "loading the base model"):
+        model, tok = policy.load(base)
+        torch.manual_seed(cfg.seed)
+        if parent:
+            model = policy.with_adapter(model, parent["peft_path"], cfg)
+        reward = load_reward(cfg.judge, cfg.weights)
+        learned = None
+        if cfg.reward_model:
+            from engine.training.reward_model import load_scorer
 
-        learned = load_scorer(store, cfg.reward_model)
+            learned = load_scorer(store, cfg.reward_model)
     funcs, weights = reward_functions(reward, cfg, learned, tok)
     record.set_lineage({"prompt_set": cfg.prompts, "prompt_ids": [p.id for p in train_prompts],
                         "judge": reward.judge, "weights": reward.weights_ref,
@@ -191,11 +192,13 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
                          max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
                          beta=cfg.kl_beta, reward_weights=weights, log_completions=False,
                          mask_truncated_completions=cfg.mask_truncated)
-    callback = JobCallback(state, "GRPO", offset=5.0, span=80.0, total_units=units)
+    callback = JobCallback(state, "GRPO", offset=phases.offset["training"], span=phases.span["training"],
+                           total_units=phases.units)
     kwargs = {} if parent else {"peft_config": policy.lora_config(cfg)}
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds, processing_class=tok,
-                          callbacks=[callback], **kwargs)
-    outcome = train(trainer, record, callback, resume=bool(cfg.resume))
+    with phases.phase("training", "preparing the trainer"):
+        trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds,
+                              processing_class=tok, callbacks=[callback], **kwargs)
+        outcome = train(trainer, record, callback, resume=bool(cfg.resume))
     metrics = summary_metrics(callback, {"n_prompts": len(train_prompts), **outcome})
     record.set(metrics=metrics)
     if outcome["cancelled"]:
@@ -203,4 +206,4 @@ def _run(cfg, state, store, record, base, parent, train_prompts, heldout) -> dic
         return {"round_id": record.id, "cancelled": True, "steps": outcome["steps"],
                 "metrics": {k: v for k, v in metrics.items() if k != "history"}}
     return finish_policy_round(cfg, state, store, record, base, trainer.model, tok, heldout, reward,
-                               outcome, metrics, t0, units, KIND, parent)
+                               outcome, metrics, phases, KIND, parent)

@@ -80,14 +80,36 @@ def with_adapter(model, parent_peft: str | None, cfg):
     return get_peft_model(model, lora_config(cfg))
 
 
+def uses_llamacpp(choice: str, base: Base) -> bool:
+    """Whether ``pick_sampler`` samples on llama.cpp for this choice and base."""
+    return choice == "llamacpp" or (choice == "auto" and base.kind == "gguf" and gguf_available())
+
+
 def pick_sampler(choice: str, base: Base, model, tokenizer, threads: int = 1):
     """llama.cpp for speed when the base is a GGUF file, else transformers.
 
     One llama.cpp thread with two sequences per decode is the default: on a
     shared 2-core machine more threads spin-wait and run many times slower."""
-    if choice == "llamacpp" or (choice == "auto" and base.kind == "gguf" and gguf_available()):
+    if uses_llamacpp(choice, base):
         return LlamaSampler(base.gguf, n_threads=auto_threads(threads))
     return HFSampler(model, tokenizer)
+
+
+def verdict_sampler(choice: str, base: Base, adapter_gguf: str | None, model, tokenizer, threads: int = 0,
+                    log=lambda text: None):
+    """(sampler, adapter) for judging a new adapter against the base.
+
+    llama.cpp with the adapter's GGUF LoRA wherever both the base GGUF and the
+    LoRA file exist (unless transformers is asked for): the verdict then hears
+    the model as chat serves it, and samples many times faster than
+    transformers on a CPU. Otherwise transformers with the PEFT adapter
+    ("default") loaded on ``model``."""
+    if choice != "transformers" and base.gguf and adapter_gguf and gguf_available():
+        try:
+            return LlamaSampler(base.gguf, n_threads=auto_threads(threads)), adapter_gguf
+        except Exception as exc:  # a GGUF llama.cpp cannot read: the verdict still runs
+            log(f"llama.cpp cannot sample the verdict ({exc}); using transformers instead")
+    return HFSampler(model, tokenizer), "default"
 
 
 def close(sampler) -> None:

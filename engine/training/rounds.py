@@ -164,6 +164,18 @@ class RoundRecord:
         return json.loads(self.store.db["rounds"].get(self.id)["metrics"] or "{}")
 
 
+def refuse_if_busy() -> None:
+    """RoundBusy at once when a live process holds the round lock (the engine asks before
+    it starts a round's child process, whose imports take seconds)."""
+    try:
+        other = json.loads((paths.data_dir() / "round.lock").read_text() or "{}")
+    except (OSError, ValueError):
+        return
+    if other.get("pid") and _pid_alive(int(other["pid"])):
+        raise RoundBusy(f"Another round is running (process {other['pid']}: {other.get('what', '?')}); "
+                        "one round at a time.")
+
+
 def _lock_alive() -> bool:
     """Whether a live process holds the round lock."""
     try:

@@ -92,38 +92,47 @@ def _only_default(peft_model):
 
 
 def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldout, reward, outcome,
-                        metrics, t0, units, kind, parent) -> dict:
-    """Write the adapter (atomically, PEFT + GGUF LoRA), judge it, close the round row."""
+                        metrics, phases, kind, parent) -> dict:
+    """Write the adapter (atomically, PEFT + GGUF LoRA), judge it, close the round row.
+
+    The verdict samples on llama.cpp with the new GGUF LoRA wherever the base
+    GGUF and the LoRA file exist (see ``policy.verdict_sampler``); each part is
+    timed in ``phases`` and owns its share of the progress bar."""
     from engine.training import policy
     from engine.training import prompts as prompt_sets
     from engine.training.rounds import write_adapter
     from engine.training.sampling import SampleSettings
     from engine.training.verdict import canary_perplexity, run_verdict
 
-    adapter_row = write_adapter(store, _only_default(peft_model), record.id, base.source, base.gguf,
-                                {**record.lineage, "round_kind": kind,
-                                 "parent_adapter": parent and parent["id"]})
+    with phases.phase("adapter", "writing the adapter"):
+        adapter_row = write_adapter(store, _only_default(peft_model), record.id, base.source, base.gguf,
+                                    {**record.lineage, "round_kind": kind,
+                                     "parent_adapter": parent and parent["id"]})
     record.set(adapter_id=adapter_row["id"])
     verdict = None
+    limit = getattr(cfg, "canary_dialogues", 0) or None
     if cfg.verdict:
-        state.progress(0.85 * units, units, "verdict", force=True)
-        vs = policy.pick_sampler(cfg.sampler, base, peft_model, tok, cfg.sample_threads)
-        new = adapter_row["gguf_path"] if vs.name == "llamacpp" else "default"
-        if vs.name == "llamacpp" and not new:
-            policy.close(vs)
-            vs, new = policy.pick_sampler("transformers", base, peft_model, tok), "default"
+        phases.progress("verdict_sampling", 0.0, "verdict: loading the sampler")
+        with phases.phase("verdict_sampling"):
+            vs, new = policy.verdict_sampler(cfg.sampler, base, adapter_row["gguf_path"], peft_model, tok,
+                                             cfg.sample_threads, state.log)
+
+        def canary(on: bool) -> float:
+            dialogues = prompt_sets.canary_dialogues()[:limit]
+            return canary_perplexity(peft_model, tok, dialogues, on, progress=lambda d, t: phases.progress(
+                "canary", (d + (t if on else 0)) / (2 * t),
+                f"verdict: drift canary, {'new adapter' if on else 'base'} {d}/{t}"))
+
         try:
-            dialogues = prompt_sets.canary_dialogues()
-            ppl = (lambda on: canary_perplexity(peft_model, tok, dialogues, on)) if cfg.canary else None
             from engine.training.reward import load_evaluator
 
             evaluator = load_evaluator(getattr(cfg, "evaluator_judge", "auto"),
                                        getattr(cfg, "evaluator_weights", "auto"), reward)
             verdict = run_verdict(
                 heldout, vs, reward, None, new, cfg.verdict_seeds, 1234 + cfg.seed,
-                SampleSettings(0.7, 0.9, cfg.verdict_max_tokens), ppl, state.cancelled,
-                lambda d, t: state.progress(units * (0.85 + 0.15 * d / t), units, f"verdict {d}/{t}"),
-                evaluator=evaluator)
+                SampleSettings(0.7, 0.9, cfg.verdict_max_tokens), canary if cfg.canary else None, state.cancelled,
+                lambda d, t: phases.progress("verdict_sampling", d / t, f"verdict: replies {d}/{t}"),
+                phase=lambda name: phases.phase(name, _VERDICT_MESSAGES.get(name)), evaluator=evaluator)
         finally:
             policy.close(vs)
         if verdict.get("cancelled"):
@@ -132,19 +141,37 @@ def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldou
             from engine.training.anchor import heldout_dialogues
             from engine.training.verdict import canary_figures
 
-            try:
-                human = heldout_dialogues()
-            except Exception as exc:  # the corpus package missing: say so, keep the verdict
-                verdict["canary_human_chat"] = {"error": str(exc)}
-            else:
-                verdict["canary_human_chat"] = {
-                    **canary_figures(canary_perplexity(peft_model, tok, human, False),
-                                     canary_perplexity(peft_model, tok, human, True)),
-                    "n_dialogues": len(human), "source": "chitchat held-out chats"}
-    seconds = round(time.perf_counter() - t0, 2)
-    metrics["round_seconds"] = seconds
-    record.finish("done", None, metrics=metrics, verdict=verdict)
-    state.progress(units, units, "done", force=True)
+            with phases.phase("canary_human_chat", "verdict: drift canary on real human chat"):
+                try:
+                    human = heldout_dialogues(limit or 60)
+                except Exception as exc:  # the corpus package missing: say so, keep the verdict
+                    verdict["canary_human_chat"] = {"error": str(exc)}
+                else:
+                    def step(on):
+                        return lambda d, t: phases.progress(
+                            "canary_human_chat", (d + (t if on else 0)) / (2 * t),
+                            f"verdict: human-chat canary, {'new adapter' if on else 'base'} {d}/{t}")
+
+                    verdict["canary_human_chat"] = {
+                        **canary_figures(canary_perplexity(peft_model, tok, human, False, progress=step(False)),
+                                         canary_perplexity(peft_model, tok, human, True, progress=step(True))),
+                        "n_dialogues": len(human), "source": "chitchat held-out chats"}
+        if verdict is not None and cfg.canary:
+            verdict["canary"]["n_dialogues"] = len(prompt_sets.canary_dialogues()[:limit])
+    with phases.phase("finish", "saving the round"):
+        timings = phases.timings()
+        seconds = timings["total_s"]
+        metrics["round_seconds"] = seconds
+        metrics["timings"] = timings
+        record.finish("done", None, metrics=metrics, verdict=verdict)
+    state.progress(phases.units, phases.units, "done", force=True)
     return {"round_id": record.id, "adapter": adapter_row["id"], "adapter_path": adapter_row["peft_path"],
             "gguf_path": adapter_row["gguf_path"], "seconds": seconds, "steps": outcome["steps"],
+            "timings": timings["phases"], "verdict_share": timings["verdict_share"],
+            "timings_cpu": timings["cpu_phases"],
             "metrics": {k: v for k, v in metrics.items() if k != "history"}, "verdict": verdict}
+
+
+_VERDICT_MESSAGES = {"verdict_sampling": "verdict: replies from the base and the new adapter",
+                     "verdict_scoring": "verdict: scoring the replies",
+                     "canary": "verdict: drift canary"}

@@ -8,6 +8,7 @@ drift canary: the perplexity of held-out human-like chat relative to the base.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -38,33 +39,49 @@ def _num(x: float):
     return round(x, 3) if math.isfinite(x) else None
 
 
-def canary_perplexity(model, tokenizer, dialogues: list[list[dict]], adapter_on: bool) -> float:
-    """Perplexity of the assistant turns of human-like chats (teacher-forced)."""
-    import contextlib
-
+def canary_perplexity(model, tokenizer, dialogues: list[list[dict]], adapter_on: bool, batch_size: int = 8,
+                      progress: Callable[[int, int], None] = lambda d, t: None) -> float:
+    """Perplexity of the last assistant turn of human-like chats (teacher-forced),
+    over all their tokens; dialogues go through the model ``batch_size`` at a time."""
     import torch
+    import torch.nn.functional as F
 
     ctx = contextlib.nullcontext() if adapter_on or not hasattr(model, "disable_adapter") \
         else model.disable_adapter()
-    nll, count = 0.0, 0
+    rows = []
+    for msgs in dialogues:
+        prefix = chat_prompt(tokenizer, msgs[:-1])
+        p_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(prefix + msgs[-1]["content"], add_special_tokens=False)["input_ids"]
+        if len(ids) - len(p_ids) > 1:
+            rows.append((ids, len(p_ids)))
+    rows.sort(key=lambda r: len(r[0]))  # similar lengths together: less padding
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    nll, count, done = 0.0, 0, 0
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), ctx:
-        for msgs in dialogues:
-            prefix = chat_prompt(tokenizer, msgs[:-1])
-            full = prefix + msgs[-1]["content"]
-            p_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-            ids = tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"]
-            labels = ids.clone()
-            labels[0, :len(p_ids)] = -100
-            n = int((labels != -100).sum()) - 0
-            if n <= 1:
-                continue
-            out = model(input_ids=ids, labels=labels)
-            nll += float(out.loss) * (n - 1)
-            count += n - 1
-    if was_training:
-        model.train()
+    try:
+        with torch.inference_mode(), ctx:
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start:start + batch_size]
+                width = max(len(ids) for ids, _ in batch)
+                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                labels = torch.full((len(batch), width), -100, dtype=torch.long)
+                for i, (ids, n_prefix) in enumerate(batch):  # right padding: positions stay 0..n-1
+                    input_ids[i, :len(ids)] = torch.tensor(ids)
+                    mask[i, :len(ids)] = 1
+                    labels[i, n_prefix:len(ids)] = torch.tensor(ids[n_prefix:])
+                logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
+                target = labels[:, 1:]
+                nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
+                                             ignore_index=-100, reduction="sum"))
+                count += int((target != -100).sum())
+                done += len(batch)
+                progress(done, len(rows))
+    finally:
+        if was_training:
+            model.train()
     return math.exp(nll / count) if count else float("nan")
 
 
@@ -74,24 +91,29 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
                 perplexity: Callable[[bool], float] | None = None,
                 cancelled: Callable[[], bool] = lambda: False,
                 progress: Callable[[int, int], None] = lambda d, t: None,
+                phase: Callable[[str], object] = lambda name: contextlib.nullcontext(),
                 evaluator: Reward | None = None) -> dict:
     """Compare ``new_adapter`` with ``base_adapter`` (None = the bare base).
 
     ``reward`` is the judge the round trained on; ``evaluator`` another one that
-    grades the same replies for the headline (``verdict_checks``)."""
+    grades the same replies for the headline (``verdict_checks``). ``phase(name)``
+    gives a context manager around each part ("verdict_sampling", "verdict_scoring",
+    "canary"), so a round can time them and move its bar."""
     settings = settings or SampleSettings(temperature=0.7, top_p=0.9, max_tokens=64)
     flat = [(p, s) for p in prompts for s in range(n_seeds)]
     msgs = [p.as_messages() for p, _ in flat]
     seeds = [seed + s for _, s in flat]
     total = 2 * len(flat)
-    base_txt = sampler.generate(msgs, seeds, base_adapter, settings, cancelled,
-                                lambda n: progress(n, total))
-    new_txt = sampler.generate(msgs, seeds, new_adapter, settings, cancelled,
-                               lambda n: progress(len(flat) + n, total))
+    with phase("verdict_sampling"):
+        base_txt = sampler.generate(msgs, seeds, base_adapter, settings, cancelled,
+                                    lambda n: progress(n, total))
+        new_txt = sampler.generate(msgs, seeds, new_adapter, settings, cancelled,
+                                   lambda n: progress(len(flat) + n, total))
     if cancelled() or len(new_txt) < len(flat):
         return {"cancelled": True}
-    jb = reward.judge_many(list(zip(msgs, base_txt)))
-    jn = reward.judge_many(list(zip(msgs, new_txt)))
+    with phase("verdict_scoring"):
+        jb = reward.judge_many(list(zip(msgs, base_txt)))
+        jn = reward.judge_many(list(zip(msgs, new_txt)))
     sb_all, sn_all = [j.score for j in jb], [j.score for j in jn]
     sb = [x for x in sb_all if math.isfinite(x)]
     sn = [x for x in sn_all if math.isfinite(x)]
@@ -106,7 +128,7 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
     lb = [len(t.split()) for t in base_txt]
     ln = [len(t.split()) for t in new_txt]
     out = {
-        "n_prompts": len(prompts), "n_seeds": n_seeds, "judge": reward.judge,
+        "n_prompts": len(prompts), "n_seeds": n_seeds, "sampler": getattr(sampler, "name", None), "judge": reward.judge,
         "weights": reward.weights_ref,
         "base": {"mean": _mean(sb), "ci": bootstrap_ci(sb)},
         "aligned": {"mean": _mean(sn), "ci": bootstrap_ci(sn)},
@@ -123,7 +145,8 @@ def run_verdict(prompts: list[Prompt], sampler, reward: Reward, base_adapter: st
 
     out.update(evaluate_checks(msgs, base_txt, new_txt, evaluator, bootstrap_ci))
     if perplexity is not None:
-        out["canary"] = canary_figures(perplexity(False), perplexity(True))
+        with phase("canary"):
+            out["canary"] = canary_figures(perplexity(False), perplexity(True))
     return out
 
 

@@ -390,3 +390,22 @@ def test_an_adapter_is_renamed_from_the_list(view, qtbot, monkeypatch):
     n_lists = sum(1 for _, t, _ in view.client.sent if t == "adapter.list")
     view.client.sig_result.emit(cid, {"id": "a1b2c3d4e5", "name": "warm and brief"})
     assert sum(1 for _, t, _ in view.client.sent if t == "adapter.list") == n_lists + 1  # list again
+
+
+def test_the_canary_phase_keeps_the_bar_and_estimate_moving_and_the_share_is_shown(view):
+    client = view.client
+    view.on_start()
+    run = view.run_id
+    client.sig_progress.emit(run, {"done": 93.0, "total": 100.0, "message": "verdict: drift canary, base 2/4",
+                                   "elapsed_s": 40.0, "eta_s": 3.0})
+    assert view.progress.value() == 930 and "about 3 s left" in view.run_detail.text()
+    client.sig_result.emit(run, {"round_id": "r1", "adapter": "a1", "seconds": 43.0, "steps": 2,
+                                 "verdict": VERDICT, "verdict_share": 0.31})
+    assert "verdict and its canaries took 31%" in view.run_detail.text()
+
+
+def test_the_online_kind_says_it_is_grpo_and_why(view):
+    view.kind_combo.setCurrentIndex(view.kind_combo.findData("online"))
+    about = view.settings.about.text()
+    assert "GRPOTrainer" in about and "PPO-style clipped" in about and "value model" in about
+    assert "PPOTrainer" in about and "KL" in about

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+
 import pytest
 
 from engine.training import dpo, rounds
@@ -102,6 +103,10 @@ def check_engine_commands(out, db, tmp_path):
         with rounds.exclusive("test holds it"):
             busy = _ask(engine, buf, "round.start", {"kind": "reward-weights", "config": {"judge": "surface"}},
                         "busy")
+            t0 = time.perf_counter()  # refused before a child process is started for it
+            busy_dpo = _ask(engine, buf, "round.start", {"kind": "dpo", "preset": "smoke"}, "busy2")
+            assert time.perf_counter() - t0 < 5
         assert busy["type"] == "error" and busy["content"]["kind"] == "round_busy"
+        assert busy_dpo["type"] == "error" and busy_dpo["content"]["kind"] == "round_busy"
     finally:
         engine.close()

@@ -115,7 +115,7 @@ def test_the_human_chat_anchor_adds_its_loss_and_a_second_canary(tiny_model_dir,
     assert not {d[-1]["content"] for d in held} & {d[-1]["content"] for d in anchor.human_exchanges("train", 3000)}
     state = RecordingState()
     out = dpo.run(smoke(tiny_model_dir, tiny_gguf, anchor="chitchat", anchor_weight=0.5, max_steps=2,
-                        verdict_prompts=2), state, store)
+                        verdict_prompts=2, canary_dialogues=0), state, store)  # 0: every dialogue
     assert out["steps"] == 2
     names = {c["name"] for c in state.of_type("metric")}
     assert "anchor_nll" in names  # the anchor's loss was computed on every logged step
