@@ -55,7 +55,9 @@ def test_length_guard_penalises_empty_and_runaway():
     cfg = grpo.make_config("smoke", {"min_words": 1, "max_words": 10})
     funcs, weights = grpo.reward_functions(None, cfg)
     guard = funcs[1]
-    assert guard([[]] * 3, ["", "ok sure", " ".join(["w"] * 20)]) == [-1.0, -0.0, -1.0]
+    runaway = " ".join(f"word{i}" for i in range(20))  # long, but no loop
+    assert guard([[]] * 3, ["", "ok sure", runaway]) == [-1.0, -0.0, -1.0]
+    assert guard([[]], [" ".join(["w"] * 20)]) == [-3.0]  # long and looping: both penalties
 
 
 class _Tok:
