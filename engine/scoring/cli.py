@@ -60,8 +60,8 @@ def _weights(args, judge):
 def cmd_score(args) -> int:
     q = load_questionnaire(args.questionnaire)
     judge = _judge(args, q)
+    data = load_any(args.path)  # bad input says so before anything else is printed
     w = _weights(args, judge)
-    data = load_any(args.path)
     for p in data.problems:
         _emit(p.as_json(), args.json, f"{p.item}: {p.reason}")
     # Exit code 3 says "finished, but some items were not scored" (each has an error line).
