@@ -18,6 +18,7 @@ from engine.errors import BadRequest, EngineError
 from engine.scoring.importers import load_any
 from engine.scoring.judges import RatingError, available_judges, get_judge
 from engine.scoring.score import score_ratings
+from engine.scoring.defaults import DEFAULT_JUDGE
 from engine.scoring.traits import load_questionnaire, saved_path
 
 
@@ -50,7 +51,7 @@ def _weights(args, judge):
     says on stderr when they were not fitted on this judge's own ratings."""
     from engine.scoring.defaults import mismatch_note, resolve_weights
 
-    w = resolve_weights(judge.judge_id, args.weights)
+    w = resolve_weights(judge.judge_id, args.weights, getattr(judge, "teacher", None))
     note = mismatch_note(w, judge.judge_id, getattr(judge, "teacher", None))
     print(f"hal: scoring with {judge.judge_id} and {w.ref}" + (f". Note: {note}" if note else ""),
           file=sys.stderr)
@@ -293,7 +294,8 @@ def register(subparsers) -> None:
     judges = sorted(set(available_judges()) | {"lexical", "distilled", "llm", "api"})
     p = subparsers.add_parser("score", help="score each rated speaker of a file")
     p.add_argument("path", help="Turing CSV, before/after CSV or JSONL dialogues")
-    p.add_argument("--judge", default="lexical", choices=judges)
+    p.add_argument("--judge", default=DEFAULT_JUDGE, choices=judges,
+                   help=f"the judge (default {DEFAULT_JUDGE}: engine/scoring/defaults.py)")
     p.add_argument("--weights", default="auto",
                    help="weights id, id@version, a weights file or the saved output of hal fit --json "
                         "(auto: the shipped weights fitted on this judge; see engine/scoring/defaults.py)")
@@ -355,7 +357,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("compare", help="does the score rank AFTER's dialogues above BEFORE's?")
     p.add_argument("before")
     p.add_argument("after")
-    p.add_argument("--judge", default="lexical", choices=judges)
+    p.add_argument("--judge", default=DEFAULT_JUDGE, choices=judges,
+                   help=f"the judge (default {DEFAULT_JUDGE}: engine/scoring/defaults.py)")
     p.add_argument("--weights", default="auto",
                    help="weights id, id@version, a weights file or the saved output of hal fit --json "
                         "(auto: the shipped weights fitted on this judge; see engine/scoring/defaults.py)")

@@ -101,7 +101,7 @@ def choose(judge: str | None = None, questionnaire: str | None = None, weights: 
         raise BadRequest(f"the {name!r} judge cannot rate a new reply",
                          detail="use one of: " + ", ".join(SCORABLE_JUDGES))
     probe = judge_for(name, load_questionnaire(questionnaire or "hal32"), model)
-    w = resolve_weights(probe.judge_id, weights)
+    w = resolve_weights(probe.judge_id, weights, getattr(probe, "teacher", None))
     q = probe.questionnaire
     if not questionnaire and w.questionnaire:
         try:

@@ -57,8 +57,7 @@ def run(config: EvalConfig, state, store=None) -> dict:
     from engine.training.phases import Phases, load_estimate, verdict_estimate
     from engine.training.reward import load_evaluator, load_reward
     from engine.training.rounds import get_adapter
-    from engine.training.sampling import SampleSettings
-    from engine.training.verdict import canary_perplexity, run_verdict
+    from engine.training.verdict import canary_perplexity, chat_settings, run_verdict
 
     validate(config)
     if not config.adapter:
@@ -88,7 +87,7 @@ def run(config: EvalConfig, state, store=None) -> dict:
 
     try:
         verdict = run_verdict(heldout, sampler, reward, None, new, config.verdict_seeds, 1234 + config.seed,
-                              SampleSettings(0.7, 0.9, config.verdict_max_tokens),
+                              chat_settings(config.verdict_max_tokens),
                               ppl if config.canary else None, state.cancelled,
                               lambda d, t: phases.progress("verdict_sampling", d / t, f"verdict {d}/{t}"),
                               phase=lambda name: phases.phase(name),

@@ -135,8 +135,8 @@ def pick_weights(judge: str, weights: str) -> str:
     from engine.scoring.judges import get_judge
     from engine.scoring.traits import load_questionnaire
 
-    judge_id = get_judge(judge, questionnaire=load_questionnaire("hal32"), cache=False).judge_id
-    return default_weights(judge_id).ref
+    probe = get_judge(judge, questionnaire=load_questionnaire("hal32"), cache=False)
+    return default_weights(probe.judge_id, getattr(probe, "teacher", None)).ref
 
 
 def load_reward(judge: str = "auto", weights: str = "auto") -> Reward:

@@ -101,8 +101,7 @@ def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldou
     from engine.training import policy
     from engine.training import prompts as prompt_sets
     from engine.training.rounds import write_adapter
-    from engine.training.sampling import SampleSettings
-    from engine.training.verdict import canary_perplexity, run_verdict
+    from engine.training.verdict import canary_perplexity, chat_settings, run_verdict
 
     with phases.phase("adapter", "writing the adapter"):
         adapter_row = write_adapter(store, _only_default(peft_model), record.id, base.source, base.gguf,
@@ -130,7 +129,7 @@ def finish_policy_round(cfg, state, store, record, base, peft_model, tok, heldou
                                        getattr(cfg, "evaluator_weights", "auto"), reward)
             verdict = run_verdict(
                 heldout, vs, reward, None, new, cfg.verdict_seeds, 1234 + cfg.seed,
-                SampleSettings(0.7, 0.9, cfg.verdict_max_tokens), canary if cfg.canary else None, state.cancelled,
+                chat_settings(cfg.verdict_max_tokens), canary if cfg.canary else None, state.cancelled,
                 lambda d, t: phases.progress("verdict_sampling", d / t, f"verdict: replies {d}/{t}"),
                 phase=lambda name: phases.phase(name, _VERDICT_MESSAGES.get(name)), evaluator=evaluator)
         finally:

@@ -20,6 +20,14 @@ from engine.training.reward import Reward
 from engine.training.sampling import SampleSettings
 
 
+def chat_settings(max_tokens: int):
+    """The verdict's replies sample as a newcomer's chat does (engine.models.base.CHAT_DEFAULTS),
+    so its looping share is the one a researcher would see in the Compare tab."""
+    from engine.models.base import CHAT_DEFAULTS as C
+
+    return SampleSettings(C["temperature"], C["top_p"], max_tokens, C["top_k"], C["min_p"], C["repeat_penalty"])
+
+
 def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[float]:
     """Percentile bootstrap interval of the mean."""
     x = np.asarray(values, dtype=float)

@@ -49,7 +49,7 @@ def test_real_engine_scores_each_finished_reply(qtbot, store, data_dir):
         qtbot.waitUntil(lambda: all(BADGE.match(b.text()) for b in badges.values()), timeout=60000)
         rows = store.db.execute("SELECT reply_id, judge, weights, score FROM scores").fetchall()
         assert {r[0] for r in rows} == {r.reply_id for r in turn.replies.values()}
-        assert all(r[1].startswith("lexical@") for r in rows)
+        assert all(r[1] == "distilled:gpt5-turing" for r in rows)
         entry = window.session.scores.get(turn.reply_on("left").reply_id)
         assert badges["left"].text() == f"HL {entry['score']:.2f} · p {entry['probability']:.2f}"
         qtbot.mouseClick(badges["left"], Qt.MouseButton.LeftButton)

@@ -66,11 +66,11 @@ def test_finished_replies_get_a_badge_and_a_stored_score(qtbot, score_window, st
         assert badge.isVisible() and badge.isEnabled()
         # a fresh machine with no reference data: the shipped fit on the judge's own ratings, not amber
         assert badge.property("tone") == "ok"
-        assert "lexical_turing@1" in badge.toolTip() and "turing_gpt5_train.csv" in badge.toolTip()
+        assert "hal16_published@1" in badge.toolTip() and "distilled to reproduce" in badge.toolTip()
     turn = window.session.latest
     ids = {r.reply_id for r in turn.replies.values()}
     rows = store.db.execute("SELECT reply_id, judge, weights FROM scores").fetchall()
-    assert {r[0] for r in rows} == ids and all(r[1].startswith("lexical@") for r in rows)
+    assert {r[0] for r in rows} == ids and all(r[1] == "distilled:gpt5-turing" for r in rows)
     assert "TTFT 12 ms" in window.panes["left"].views[0].stats.text()  # the stats line is intact
 
 
@@ -85,14 +85,11 @@ def test_a_click_opens_the_breakdown_with_both_replies_and_the_difference(qtbot,
     tracker = window.session.scores
     turn = window.session.latest
     left, right = (tracker.get(turn.reply_on(s).reply_id) for s in ("left", "right"))
-    assert len(view.rows) == 32 and view.table.rowCount() == 32
-    assert sum(r["diff"] or 0 for r in view.rows) == pytest.approx(left["score"] - right["score"], abs=1e-6)
-    unrated = [r for r in view.rows if r["rating_left"] is None]
-    # lexical's unseen traits: shown, not rated, and with no weight in a fit on its own ratings
-    assert unrated and all(r["weight"] is None and r["diff"] is None for r in unrated)
-    texts = [view.table.item(i, 3).text() for i in range(view.table.rowCount())]
-    assert any(t.startswith("not rated") for t in texts)
-    assert "lexical_turing@1" in view.note.text() and "Model A" in view.cards["left"].text()
+    # the default weights' questionnaire is the paper's 16 traits, each rated and weighted
+    assert len(view.rows) == 16 and view.table.rowCount() == 16
+    assert sum(r["diff"] for r in view.rows) == pytest.approx(left["score"] - right["score"], abs=1e-6)
+    assert all(r["weight"] is not None and r["rating_left"] is not None for r in view.rows)
+    assert "hal16_published@1" in view.note.text() and "Model A" in view.cards["left"].text()
     assert "Score gap" in view.gap.text()
     view.order.setCurrentIndex(2)  # by trait id
     assert [r["id"] for r in view.rows][:3] == ["1", "2", "3"]

@@ -15,7 +15,7 @@ SCORING_ENGINE = Path(__file__).with_name("fake_score_engine.py")
 
 
 @pytest.fixture
-def traits_view(qtbot, store):
+def traits_view(qtbot, store, request):
     from studio.engine_client import EngineClient
     from studio.traits_view import TraitsView
 
@@ -28,6 +28,10 @@ def traits_view(qtbot, store):
     client.start()
     try:
         qtbot.waitUntil(lambda: view.table.rowCount() > 0 and bool(view.weights_plot.values), timeout=20000)
+        if request.node.name != "test_shows_the_default_questionnaire_and_weights_and_says_why":
+            view.q_combo.setCurrentIndex(view.q_combo.findData("hal32@1"))  # the 32-trait questionnaire
+            view.load_questionnaire("hal32@1")
+            qtbot.waitUntil(lambda: view.table.rowCount() == 32, timeout=20000)
         yield view
     finally:
         client.shutdown(wait_ms=2000)
@@ -39,12 +43,13 @@ def cell(view, row, col):
 
 def test_shows_the_default_questionnaire_and_weights_and_says_why(traits_view):
     view = traits_view
-    assert "lexical_turing@1" in view.default_line.text() and "turing_gpt5_train.csv" in view.default_line.text()
+    assert "hal16_published@1" in view.default_line.text() and "distilled:gpt5-turing" in view.default_line.text()
     refs = [view.q_combo.itemData(i) for i in range(view.q_combo.count())]
-    assert {"hal32@1", "hal16@1"} <= set(refs) and view.q_combo.currentData() == "hal32@1"
-    assert view.table.rowCount() == 32 and (cell(view, 0, 0), cell(view, 0, 1)) == ("1", "brevity")
-    # the 24 traits the lexical judge rates (it cannot see the other 8, so they have no weight)
-    assert len(view.weights_plot.values) == 24 and "lexical_turing@1" in view.weights_plot.caption.text()
+    # the default weights' own questionnaire: the paper's 16 traits
+    assert {"hal32@1", "hal16@1"} <= set(refs) and view.q_combo.currentData() == "hal16@1"
+    assert view.table.rowCount() == 16 and (cell(view, 0, 0), cell(view, 0, 1)) == ("1", "brevity")
+    # the paper's 16 weighted traits, fitted on GPT-5's ratings (which the default judge reproduces)
+    assert len(view.weights_plot.values) == 16 and "hal16_published@1" in view.weights_plot.caption.text()
     assert not view.save_button.isEnabled()
 
 
@@ -102,7 +107,7 @@ def test_a_fit_shows_progress_and_figures_and_becomes_the_default(qtbot, traits_
     assert seen and any("fold" in str(c.get("message")) for c in seen)
     qtbot.waitUntil(lambda: view.w_combo.currentData() == "fit-lexical@1", timeout=10000)
     qtbot.waitUntil(lambda: "fitted on lexical" in view.weights_plot.caption.text(), timeout=10000)
-    assert "lexical_turing@1" in view.default_line.text()  # the default does not follow the data folder
+    assert "hal16_published@1" in view.default_line.text()  # the default does not follow the data folder
     assert "fit-lexical@1" in view.status.text() and "round's Weights" in view.status.text()
 
 

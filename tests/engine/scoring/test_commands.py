@@ -66,9 +66,9 @@ def test_config_on_a_fresh_machine_defaults_to_lexical_with_its_shipped_fitted_w
     assert "hal16_published@1" in {w["ref"] for w in cfg["weights"]}
     d = cfg["default"]
     # no reference data, nothing fitted in the data folder: the shipped fit on this judge's own ratings
-    assert d["judge"].startswith("lexical@") and d["weights"] == "lexical_turing@1"
-    assert d["questionnaire"] == "hal32@1" and d["weights_match_judge"] is True
-    assert "turing_gpt5_train.csv" in d["weights_note"] and "cross-validated accuracy" in d["weights_note"]
+    # the shipped distilled judge with the weights fitted on its teacher's (GPT-5's) ratings
+    assert d["judge"] == "distilled:gpt5-turing" and d["weights"] == "hal16_published@1"
+    assert d["weights_match_judge"] is True and "distilled to reproduce" in d["weights_note"]
 
 
 def test_published_weights_on_lexical_ratings_are_flagged_and_can_misorder(eng):
@@ -77,7 +77,8 @@ def test_published_weights_on_lexical_ratings_are_flagged_and_can_misorder(eng):
     e, _ = eng
     ids = conversation(e.store, [("hey whats up", "nm lol u?", FORMAL[0]),
                                  ("cool, any plans?", "idk tbh, prob just chill rn", FORMAL[1])])
-    res = ok(eng, "score.reply", {"reply_ids": [ids[1]["a"], ids[1]["b"]], "weights": "hal16_published"})
+    res = ok(eng, "score.reply", {"reply_ids": [ids[1]["a"], ids[1]["b"]], "weights": "hal16_published",
+                                  "judge": "lexical"})
     casual, stiff = res["scores"]
     assert casual["score"] < stiff["score"]
     assert casual["questionnaire"] == "hal16@1" and casual["traits"]["24"] is None and 24 in casual["missing"]
@@ -88,7 +89,7 @@ def test_score_reply_rates_the_models_own_side_of_the_conversation_and_stores_it
     e, _ = eng
     ids = conversation(e.store, [("hey whats up", "nm lol u?", FORMAL[0]),
                                  ("cool, any plans?", "idk tbh, prob just chill rn", FORMAL[1])])
-    res = ok(eng, "score.reply", {"reply_ids": [ids[1]["a"], ids[1]["b"]]})
+    res = ok(eng, "score.reply", {"reply_ids": [ids[1]["a"], ids[1]["b"]], "judge": "lexical"})
     a, b = res["scores"]
     assert a["reply_id"] == ids[1]["a"] and not a["reused"]
     assert a["score"] != b["score"]  # which side is ahead is the default weights' call (defaults.py)
@@ -105,10 +106,11 @@ def test_score_reply_rates_the_models_own_side_of_the_conversation_and_stores_it
     assert set(stored["1"]) == {"rating", "weight", "contribution", "share", "imputed"}
     # the second turn's rating saw the first turn's reply of the same slot (more lines rated)
     first_only = ok(eng, "score.reply", {"items": [{"text": "idk tbh, prob just chill rn",
-                                                    "context_messages": [{"role": "user", "content": "cool, any plans?"}]}]})
+                                                    "context_messages": [{"role": "user", "content": "cool, any plans?"}]}],
+                                     "judge": "lexical"})
     assert first_only["scores"][0]["score"] != a["score"]
     # asking again reuses the rows
-    again = ok(eng, "score.reply", {"reply_ids": [ids[1]["a"]]})
+    again = ok(eng, "score.reply", {"reply_ids": [ids[1]["a"]], "judge": "lexical"})
     assert again["scores"][0]["reused"] and again["scores"][0]["score_id"] == a["score_id"]
     assert e.store.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 2
 
@@ -202,10 +204,10 @@ def test_fit_run_streams_progress_saves_weights_listed_but_not_the_silent_defaul
     assert any("fold" in p["message"] for p in progress)
     cfg = ok(eng, "score.config")
     # the default is one policy, the same whatever the data folder holds; the fit is there to choose
-    assert cfg["default"]["weights"] == "lexical_turing@1"
+    assert cfg["default"]["weights"] == "hal16_published@1"
     listed = {w["ref"]: w for w in cfg["weights"]}
     assert listed["fit-lexical@1"]["fitted_on_judge"] == report["judge"]
-    res = ok(eng, "score.reply", {"items": [{"text": "nm lol u?"}], "weights": "fit-lexical"})
+    res = ok(eng, "score.reply", {"items": [{"text": "nm lol u?"}], "weights": "fit-lexical", "judge": "lexical"})
     assert res["scoring"]["weights_match_judge"] and "games.csv" in res["scoring"]["weights_note"]
     w = ok(eng, "weights.get", {"ref": "fit-lexical"})
     assert w["weights"]["fitted_on"]["judge"] == report["judge"]

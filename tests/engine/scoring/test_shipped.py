@@ -68,5 +68,10 @@ def test_a_newcomer_scores_with_the_shipped_fit_of_the_default_judge(tmp_path, m
     assert w.metrics["cv_accuracy"] > 0.8
     distilled = get_judge("distilled", questionnaire=load_questionnaire("hal32"), cache=False)
     assert distilled.judge_id.startswith("distilled:gpt5-turing")
-    w = default_weights(distilled.judge_id)
+    w = default_weights(distilled.judge_id)  # no teacher named: its own shipped fit
     assert w.id == "distilled_turing" and mismatch_note(w, distilled.judge_id) is None
+    # the default judge (defaults.DEFAULT_JUDGE) names its teacher: the weights fitted on GPT-5's ratings
+    assert distilled.teacher == "gpt-5"
+    w = default_weights(distilled.judge_id, distilled.teacher)
+    assert w.id == "hal16_published" and mismatch_note(w, distilled.judge_id, distilled.teacher) is None
+    assert mismatch_note(w, judge.judge_id) is not None  # on the lexical judge they are another scale
