@@ -39,8 +39,13 @@ def _send(qtbot, window, text: str):
 
 
 def _wait_models_ready(qtbot, window):
+    """Both pickers ready; a picker that shows an error fails at once with its text."""
+    def ready(p) -> bool:
+        assert p.status.property("state") != "error", p.status.toolTip()
+        return p.status.property("state") == "ready"
+
     for picker in window.pickers.values():
-        qtbot.waitUntil(lambda p=picker: p.status.property("state") == "ready", timeout=240000)
+        qtbot.waitUntil(lambda p=picker: ready(p), timeout=240000)
 
 
 @needs_ml
