@@ -39,7 +39,8 @@ def _fitted_on(w) -> str:
 
 
 def shipped_weights(judge_id: str):
-    """The shipped weights fitted on exactly this judge (id and version), or None."""
+    """The shipped weights fitted on exactly this judge (id and version, or a teacher's
+    name such as ``gpt-5``), or None."""
     from engine.scoring.traits import bundled_weights
 
     found = [w for w in bundled_weights() if _fitted_on(w) == judge_id]
@@ -63,12 +64,7 @@ PUBLISHED = "hal16_published"  # fitted on GPT-5's ratings, as the paper's relea
 def teacher_weights(teacher: str | None):
     """The shipped weights fitted on a distilled judge's teacher (the published ones for
     the GPT-5-distilled judge), or None."""
-    from engine.scoring.traits import bundled_weights
-
-    if not teacher:
-        return None
-    found = [w for w in bundled_weights() if _fitted_on(w) == teacher]
-    return max(found, key=lambda w: int(w.version or 0)) if found else None
+    return shipped_weights(teacher) if teacher else None
 
 
 def default_weights(judge_id: str, teacher: str | None = None):
